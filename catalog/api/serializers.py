@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from catalog.models import Song, SongStatus
+from catalog.storage import get_storage
+
+
+class UploadRequestSerializer(serializers.Serializer):
+    file_name = serializers.CharField(max_length=255)
+    content_type = serializers.CharField(max_length=100, allow_blank=True)
+    size = serializers.IntegerField(min_value=0)
+
+
+class SongSerializer(serializers.ModelSerializer):
+    playback_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Song
+        fields = [
+            "id",
+            "title",
+            "artist",
+            "album",
+            "duration_seconds",
+            "original_file_name",
+            "content_type",
+            "size",
+            "status",
+            "failure_reason",
+            "ingest_note",
+            "embedding_model",
+            "created_at",
+            "updated_at",
+            "playback_url",
+        ]
+        read_only_fields = fields
+
+    def get_playback_url(self, song: Song) -> str | None:
+        if song.status == SongStatus.PENDING_UPLOAD:
+            return None
+        return get_storage().playback_url(song.object_key, expires_in=settings.PLAYBACK_URL_EXPIRY_SECONDS)
+
+
+class SongBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Song
+        fields = ["id", "title", "artist", "album", "duration_seconds", "original_file_name", "status"]
+        read_only_fields = fields
+
+
+class NeighbourSerializer(serializers.Serializer):
+    song = SongBriefSerializer()
+    score = serializers.FloatField()

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from catalog.api import views
+
+urlpatterns = [
+    path("uploads/", views.UploadCreateApi.as_view(), name="api-upload-create"),
+    path("songs/", views.SongListApi.as_view(), name="api-song-list"),
+    path("songs/<uuid:song_id>/", views.SongDetailApi.as_view(), name="api-song-detail"),
+    path("songs/<uuid:song_id>/uploaded/", views.SongUploadedApi.as_view(), name="api-song-uploaded"),
+    path("songs/<uuid:song_id>/retry/", views.SongRetryApi.as_view(), name="api-song-retry"),
+    path("songs/<uuid:song_id>/more-like-this/", views.MoreLikeThisApi.as_view(), name="api-song-more-like-this"),
+    path("system/", views.SystemApi.as_view(), name="api-system"),
+]

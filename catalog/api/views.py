@@ -1,0 +1,103 @@
+"""Thin HTTP views over catalog services and selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog import selectors, services
+from catalog.api.serializers import NeighbourSerializer, SongSerializer, UploadRequestSerializer
+from catalog.models import Song, SongStatus
+from embeddings.registry import active_model_name, model_dim
+
+
+class UploadCreateApi(APIView):
+    def post(self, request: Request) -> Response:
+        data = UploadRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        song, ticket = services.create_upload(**data.validated_data)
+        return Response(
+            {
+                "song_id": str(song.id),
+                "upload": {
+                    "method": ticket.method,
+                    "url": request.build_absolute_uri(ticket.url),
+                    "fields": ticket.fields,
+                    "headers": ticket.headers,
+                    "expires_in": ticket.expires_in,
+                },
+                "song": SongSerializer(song).data,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class SongListApi(ListAPIView):
+    serializer_class = SongSerializer
+
+    def get_queryset(self) -> Any:
+        status_filter = self.request.query_params.get("status", "")
+        if status_filter and status_filter not in SongStatus.values:
+            raise serializers.ValidationError({"status": f"Unknown status; use one of {', '.join(SongStatus.values)}."})
+        return selectors.song_list(
+            search=self.request.query_params.get("search", "").strip(),
+            status=status_filter,
+            sort=self.request.query_params.get("sort", "newest"),
+        )
+
+
+class SongDetailApi(APIView):
+    def get(self, request: Request, song_id: UUID) -> Response:
+        return Response(SongSerializer(selectors.song_get(song_id)).data)
+
+
+class SongUploadedApi(APIView):
+    def post(self, request: Request, song_id: UUID) -> Response:
+        song = services.confirm_upload(selectors.song_get(song_id))
+        return Response(SongSerializer(song).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SongRetryApi(APIView):
+    def post(self, request: Request, song_id: UUID) -> Response:
+        song = services.retry_ingest(selectors.song_get(song_id))
+        return Response(SongSerializer(song).data, status=status.HTTP_202_ACCEPTED)
+
+
+class MoreLikeThisApi(APIView):
+    class Params(serializers.Serializer):
+        limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+
+    def get(self, request: Request, song_id: UUID) -> Response:
+        params = self.Params(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        song = selectors.song_get(song_id)
+        neighbours = selectors.more_like_this(song, limit=params.validated_data["limit"])
+        return Response(
+            {
+                "song_id": str(song.id),
+                "model": song.embedding_model,
+                "results": NeighbourSerializer(neighbours, many=True).data,
+            }
+        )
+
+
+class SystemApi(APIView):
+    def get(self, request: Request) -> Response:
+        model = active_model_name()
+        return Response(
+            {
+                "embedding_model": model,
+                "embedding_dim": model_dim(model),
+                "vector_backend": settings.VECTOR_BACKEND,
+                "storage_backend": settings.STORAGE_BACKEND,
+                "max_upload_mb": settings.MAX_UPLOAD_MB,
+                "accepted_content_types": sorted(services.AUDIO_CONTENT_TYPES),
+            }
+        )

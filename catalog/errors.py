@@ -1,0 +1,32 @@
+"""Errors the catalog raises on purpose; the API turns each into a clear 4xx/5xx answer."""
+
+from __future__ import annotations
+
+
+class CatalogError(Exception):
+    status_code = 400
+    code = "invalid"
+
+
+class InvalidUpload(CatalogError):
+    code = "invalid_upload"
+
+
+class UploadMissing(CatalogError):
+    status_code = 409
+    code = "upload_missing"
+
+
+class InvalidState(CatalogError):
+    status_code = 409
+    code = "invalid_state"
+
+
+class NotSearchable(CatalogError):
+    status_code = 409
+    code = "not_searchable"
+
+
+class ServiceUnavailable(CatalogError):
+    status_code = 503
+    code = "service_unavailable"

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class SongStatus(models.TextChoices):
+    PENDING_UPLOAD = "pending_upload", "Waiting for upload"
+    UPLOADED = "uploaded", "Uploaded"
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Song(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    object_key = models.CharField(max_length=512, unique=True)
+    original_file_name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField(help_text="Declared size in bytes; checked against the stored object.")
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+
+    title = models.CharField(max_length=500, blank=True)
+    artist = models.CharField(max_length=500, blank=True)
+    album = models.CharField(max_length=500, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+
+    status = models.CharField(max_length=20, choices=SongStatus.choices, default=SongStatus.PENDING_UPLOAD)
+    failure_reason = models.TextField(blank=True)
+    ingest_note = models.TextField(blank=True, help_text="Something a listener should know, e.g. a cut length.")
+    embedding_model = models.CharField(max_length=64, blank=True)
+    ingest_attempts = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.display_title
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.original_file_name

@@ -1,0 +1,180 @@
+"""The ingest pipeline, in order: fetch, probe, decode, embed, index, tag."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from uuid import UUID
+
+import mutagen
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from catalog.models import Song, SongStatus
+from catalog.storage import StorageError, get_storage
+from embeddings.audio import DecodedAudio, decode
+from embeddings.base import EmbeddingError, FloatArray, ModelUnavailable
+from embeddings.index import VectorIndexError, get_vector_index
+from embeddings.registry import get_embedding_model
+
+logger = logging.getLogger(__name__)
+
+
+class IngestFailed(Exception):
+    """The song cannot be ingested as it is; retrying the same file will not help."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    sha256: str
+    title: str
+    artist: str
+    album: str
+    duration_seconds: float | None
+
+
+@dataclass
+class Timings:
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def record(self, step: str, started: float) -> None:
+        self.steps[step] = round(time.perf_counter() - started, 3)
+
+
+def ingest(song_id: UUID) -> None:
+    """Turn an uploaded song into a searchable one; idempotent, so a redelivered task is harmless."""
+    song = _start(song_id)
+    if song is None:
+        return
+    timings = Timings()
+    with tempfile.TemporaryDirectory(prefix="resonance-ingest-") as workdir:
+        path = fetch(song, Path(workdir), timings)
+        probed = probe(path, timings)
+        audio = decode_audio(path, timings)
+        model_name, vector = embed(audio, timings)
+        index(song, model_name, vector, timings)
+        tag(song, probed, audio, model_name, timings)
+    logger.info("ingested song %s with %s in %s", song.pk, model_name, timings.steps)
+
+
+def _start(song_id: UUID) -> Song | None:
+    with transaction.atomic():
+        song = Song.objects.select_for_update().filter(pk=song_id).first()
+        if song is None:
+            logger.info("song %s was deleted before its ingest ran", song_id)
+            return None
+        if song.status not in {SongStatus.UPLOADED, SongStatus.PROCESSING}:
+            logger.info("song %s is %s; nothing to ingest", song_id, song.status)
+            return None
+        Song.objects.filter(pk=song_id).update(
+            status=SongStatus.PROCESSING, ingest_attempts=F("ingest_attempts") + 1, failure_reason=""
+        )
+    song.refresh_from_db()
+    return song
+
+
+def fetch(song: Song, workdir: Path, timings: Timings) -> Path:
+    started = time.perf_counter()
+    path = workdir / ("audio" + Path(song.object_key).suffix.lower())
+    try:
+        get_storage().download(song.object_key, path)
+    except StorageError as exc:
+        raise IngestFailed(f"The uploaded file could not be read from storage: {exc}") from exc
+    timings.record("fetch", started)
+    return path
+
+
+def probe(path: Path, timings: Timings) -> Probe:
+    started = time.perf_counter()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    title = artist = album = ""
+    duration: float | None = None
+    try:
+        info = mutagen.File(path, easy=True)
+    except Exception:  # mutagen raises format-specific errors on damaged headers; decode decides
+        info = None
+    if info is not None:
+        tags = info.tags or {}
+        title = _first(tags, "title")
+        artist = _first(tags, "artist")
+        album = _first(tags, "album")
+        length = getattr(info.info, "length", None)
+        duration = float(length) if length else None
+    timings.record("probe", started)
+    return Probe(sha256=digest.hexdigest(), title=title, artist=artist, album=album, duration_seconds=duration)
+
+
+def _first(tags: object, name: str) -> str:
+    try:
+        values = tags[name]  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return ""
+    value = values[0] if isinstance(values, list) and values else values
+    return str(value).strip()[:500] if value else ""
+
+
+def decode_audio(path: Path, timings: Timings) -> DecodedAudio:
+    started = time.perf_counter()
+    try:
+        audio = decode(path, max_seconds=settings.MAX_AUDIO_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS)
+    except EmbeddingError as exc:
+        raise IngestFailed(str(exc).capitalize() + ".") from exc
+    timings.record("decode", started)
+    return audio
+
+
+def embed(audio: DecodedAudio, timings: Timings) -> tuple[str, FloatArray]:
+    started = time.perf_counter()
+    try:
+        model = get_embedding_model()
+        vector = model.embed(audio.samples)
+    except ModelUnavailable as exc:
+        raise IngestFailed(f"The embedding model is not available: {exc}") from exc
+    except EmbeddingError as exc:
+        raise IngestFailed(str(exc).capitalize() + ".") from exc
+    timings.record("embed", started)
+    return model.name, vector
+
+
+def index(song: Song, model_name: str, vector: FloatArray, timings: Timings) -> None:
+    started = time.perf_counter()
+    try:
+        get_vector_index(model_name, vector.shape[0]).upsert(song.pk, song.object_key, vector)
+    except VectorIndexError as exc:
+        raise IngestFailed(f"The search index refused the song: {exc}") from exc
+    timings.record("index", started)
+
+
+def tag(song: Song, probed: Probe, audio: DecodedAudio, model_name: str, timings: Timings) -> None:
+    started = time.perf_counter()
+    note = ""
+    if audio.truncated:
+        total = f" of {_clock(probed.duration_seconds)}" if probed.duration_seconds else ""
+        note = f"Only the first {_clock(audio.seconds)}{total} was analysed (MAX_AUDIO_SECONDS)."
+    Song.objects.filter(pk=song.pk).update(
+        sha256=probed.sha256,
+        title=song.title or probed.title or Path(song.original_file_name).stem,
+        artist=song.artist or probed.artist,
+        album=song.album or probed.album,
+        duration_seconds=probed.duration_seconds or audio.seconds,
+        embedding_model=model_name,
+        ingest_note=note,
+        failure_reason="",
+        status=SongStatus.READY,
+    )
+    timings.record("tag", started)
+
+
+def _clock(seconds: float) -> str:
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -1,0 +1,139 @@
+"""Writes to the catalog: uploads, ingest state changes, retries and deletion."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+import uuid
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+
+from catalog.errors import InvalidState, InvalidUpload, UploadMissing
+from catalog.models import Song, SongStatus
+from catalog.storage import UploadTicket, get_storage
+
+logger = logging.getLogger(__name__)
+
+AUDIO_CONTENT_TYPES = frozenset(
+    {
+        "audio/mpeg",
+        "audio/mp3",
+        "audio/wav",
+        "audio/wave",
+        "audio/x-wav",
+        "audio/flac",
+        "audio/x-flac",
+        "audio/ogg",
+        "audio/opus",
+        "audio/aac",
+        "audio/mp4",
+        "audio/x-m4a",
+        "audio/webm",
+        "audio/aiff",
+        "audio/x-aiff",
+    }
+)
+
+
+def max_upload_bytes() -> int:
+    return int(settings.MAX_UPLOAD_MB) * 1024 * 1024
+
+
+def safe_file_name(name: str) -> str:
+    """A storage-safe version of a user's file name: ASCII letters, digits, dot, dash, underscore."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_name).strip("._")
+    return cleaned[:120] or "audio"
+
+
+def create_upload(*, file_name: str, content_type: str, size: int) -> tuple[Song, UploadTicket]:
+    """Register a song waiting for its file and hand out a presigned upload for a server-chosen key."""
+    content_type = content_type.split(";")[0].strip().lower()
+    if content_type not in AUDIO_CONTENT_TYPES:
+        raise InvalidUpload(
+            f"{content_type or 'An empty content type'} is not an accepted audio type; "
+            f"accepted: {', '.join(sorted(AUDIO_CONTENT_TYPES))}."
+        )
+    if size < 1:
+        raise InvalidUpload("The file is empty.")
+    if size > max_upload_bytes():
+        raise InvalidUpload(f"The file is {size / 1048576:.1f} MB; the limit is {settings.MAX_UPLOAD_MB} MB.")
+    song_id = uuid.uuid4()
+    song = Song.objects.create(
+        id=song_id,
+        object_key=f"uploads/{song_id}/{safe_file_name(file_name)}",
+        original_file_name=file_name.strip()[:255] or "audio",
+        content_type=content_type,
+        size=size,
+        status=SongStatus.PENDING_UPLOAD,
+    )
+    ticket = get_storage().presign_upload(
+        song.object_key,
+        content_type=content_type,
+        max_bytes=size,
+        expires_in=settings.UPLOAD_URL_EXPIRY_SECONDS,
+    )
+    return song, ticket
+
+
+def confirm_upload(song: Song) -> Song:
+    """The browser says the file is in storage: check it is, and queue the ingest."""
+    if song.status in {SongStatus.UPLOADED, SongStatus.PROCESSING, SongStatus.READY}:
+        return song  # a repeated confirmation must not queue a second ingest
+    if song.status != SongStatus.PENDING_UPLOAD:
+        raise InvalidState(f"This song is {song.status}; retry it instead of confirming the upload again.")
+    stored = get_storage().stat(song.object_key)
+    if stored is None:
+        raise UploadMissing("The file has not arrived in storage yet; finish the upload, then confirm it.")
+    if stored.size > max_upload_bytes() or stored.size != song.size:
+        get_storage().delete(song.object_key)
+        raise InvalidUpload(f"The stored file is {stored.size} bytes, not the {song.size} bytes declared; upload it again.")
+    with transaction.atomic():
+        updated = Song.objects.filter(pk=song.pk, status=SongStatus.PENDING_UPLOAD).update(
+            status=SongStatus.UPLOADED, failure_reason=""
+        )
+        if updated:
+            _queue_ingest(song.pk)
+    song.refresh_from_db()
+    return song
+
+
+def retry_ingest(song: Song) -> Song:
+    """Queue a failed song again; its file is still in storage."""
+    if song.status != SongStatus.FAILED:
+        raise InvalidState(f"Only failed songs can be retried; this one is {song.status}.")
+    if get_storage().stat(song.object_key) is None:
+        raise UploadMissing("The file is no longer in storage; upload it again.")
+    with transaction.atomic():
+        if Song.objects.filter(pk=song.pk, status=SongStatus.FAILED).update(status=SongStatus.UPLOADED):
+            _queue_ingest(song.pk)
+    song.refresh_from_db()
+    return song
+
+
+def _queue_ingest(song_id: UUID) -> None:
+    from catalog.tasks import ingest_song_task
+
+    transaction.on_commit(lambda: ingest_song_task.delay(str(song_id)))
+
+
+def mark_failed(song_id: UUID, reason: str) -> None:
+    Song.objects.filter(pk=song_id).exclude(status=SongStatus.READY).update(
+        status=SongStatus.FAILED, failure_reason=reason[:2000]
+    )
+    logger.warning("ingest of song %s failed: %s", song_id, reason)
+
+
+def delete_song(song: Song) -> None:
+    """Remove the song's vectors, its stored file, then the row, so a failure leaves it retryable."""
+    from embeddings.index import get_vector_index
+    from embeddings.registry import model_dim
+
+    if song.embedding_model:
+        get_vector_index(song.embedding_model, model_dim(song.embedding_model)).delete(song.id)
+    get_storage().delete(song.object_key)
+    song.delete()

@@ -1,0 +1,43 @@
+"""Celery tasks: short wrappers that take ids, call a service, and declare their retries."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from celery import Task, shared_task
+from django.conf import settings
+from django.db import OperationalError
+
+from catalog import pipeline, services
+from catalog.storage import StorageUnavailable
+from embeddings.index import IndexUnavailable
+
+TRANSIENT_ERRORS = (StorageUnavailable, IndexUnavailable, OperationalError)
+
+
+class IngestTask(Task):  # type: ignore[type-arg]
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        song_id = UUID(str(args[0] if args else kwargs["song_id"]))
+        if isinstance(exc, pipeline.IngestFailed):
+            services.mark_failed(song_id, str(exc))
+        elif isinstance(exc, TRANSIENT_ERRORS):
+            services.mark_failed(song_id, f"Gave up after {self.request.retries + 1} attempts: {exc}")
+        else:
+            services.mark_failed(song_id, f"Unexpected error while ingesting ({type(exc).__name__}: {exc})")
+
+
+@shared_task(
+    bind=True,
+    base=IngestTask,
+    name="catalog.ingest_song",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=settings.INGEST_MAX_RETRIES,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def ingest_song_task(self: Task, song_id: str) -> None:  # type: ignore[type-arg]
+    pipeline.ingest(UUID(song_id))

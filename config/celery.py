@@ -1,0 +1,53 @@
+"""The Celery app. The default broker is kombu's filesystem transport, which needs no server."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("resonance")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+def _broker_options() -> dict[str, Any]:
+    from django.conf import settings
+
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        queue_dir = settings.CELERY_BROKER_DIR / "queue"
+        processed_dir = settings.CELERY_BROKER_DIR / "processed"
+        queue_dir.mkdir(parents=True, exist_ok=True)
+        processed_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "processed_folder": str(processed_dir),
+            "store_processed": False,
+            "polling_interval": 0.25,
+        }
+    return {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT}
+
+
+app.conf.update(
+    broker_transport_options=_broker_options(),
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+)
+app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _warm_up_model(**_: Any) -> None:
+    # Load the embedding model once per worker process, before the first task arrives.
+    from embeddings.registry import warm_up
+
+    warm_up()

@@ -1,0 +1,51 @@
+"""Decoding audio files into mono float32 samples at the models' rate."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+
+from embeddings.base import SAMPLE_RATE, EmbeddingError, FloatArray
+
+# Below this peak amplitude (about -80 dBFS) a file is treated as silence.
+SILENCE_PEAK = 1e-4
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    samples: FloatArray
+    sample_rate: int
+    truncated: bool
+
+    @property
+    def seconds(self) -> float:
+        return self.samples.size / self.sample_rate
+
+
+def decode(path: Path, *, max_seconds: float, min_seconds: float) -> DecodedAudio:
+    """Decode at most `max_seconds` of `path`; raise EmbeddingError with a reason a person can act on."""
+    try:
+        with warnings.catch_warnings():
+            # librosa warns when it falls back to audioread (ffmpeg) for formats libsndfile lacks.
+            warnings.simplefilter("ignore")
+            samples, _ = librosa.load(path, sr=SAMPLE_RATE, mono=True, duration=max_seconds + 1.0 / SAMPLE_RATE)
+    except Exception as exc:  # decoders raise many unrelated types for the same problem: bad bytes
+        raise EmbeddingError(f"the file could not be decoded as audio ({type(exc).__name__}: {exc})") from exc
+    samples = np.asarray(samples, dtype=np.float32)
+    max_samples = int(max_seconds * SAMPLE_RATE)
+    truncated = samples.size > max_samples
+    samples = samples[:max_samples]
+    if samples.size == 0:
+        raise EmbeddingError("the file contains no audio samples")
+    if not np.all(np.isfinite(samples)):
+        raise EmbeddingError("the audio contains NaN or infinite samples")
+    seconds = samples.size / SAMPLE_RATE
+    if seconds < min_seconds:
+        raise EmbeddingError(f"the audio is {seconds:.2f} s long; at least {min_seconds:g} s is needed")
+    if float(np.max(np.abs(samples))) < SILENCE_PEAK:
+        raise EmbeddingError("the audio is silent")
+    return DecodedAudio(samples=samples, sample_rate=SAMPLE_RATE, truncated=truncated)

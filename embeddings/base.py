@@ -1,0 +1,41 @@
+"""The embedding model protocol shared by every backend."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+# Every model in the product consumes audio at this rate; the pipeline decodes once at it.
+SAMPLE_RATE = 32000
+
+
+class EmbeddingError(Exception):
+    """The audio cannot be embedded (a property of the input, not a transient failure)."""
+
+
+class ModelUnavailable(Exception):
+    """The configured model cannot be loaded (missing weights, bad device); says how to fix it."""
+
+
+class EmbeddingModel(Protocol):
+    name: str
+    dim: int
+    device: str
+
+    def embed(self, samples: FloatArray) -> FloatArray:
+        """Embed mono float32 audio at SAMPLE_RATE into an L2-normalised float32 vector of `dim`."""
+        ...
+
+
+def l2_normalise(vector: npt.NDArray[np.floating]) -> FloatArray:
+    vector = np.asarray(vector, dtype=np.float32)
+    if not np.all(np.isfinite(vector)):
+        raise EmbeddingError("the embedding contains NaN or infinite values")
+    norm = float(np.linalg.norm(vector))
+    if norm < 1e-12:
+        raise EmbeddingError("the embedding is all zeros; the audio carries no usable signal")
+    return (vector / norm).astype(np.float32)

@@ -1,0 +1,54 @@
+"""The vector index protocol and its `get_vector_index()` factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
+
+from django.conf import settings
+
+from embeddings.base import FloatArray
+
+
+@dataclass(frozen=True)
+class Hit:
+    song_id: UUID
+    file: str
+    score: float
+
+
+class VectorIndexError(Exception):
+    """The index refused a request; the message says why and how to fix it."""
+
+
+class IndexUnavailable(VectorIndexError):
+    """The index cannot be reached right now; retrying later may succeed."""
+
+
+class VectorIndex(Protocol):
+    model: str
+    dim: int
+
+    def upsert(self, song_id: UUID, file: str, vector: FloatArray) -> None:
+        """Store the song's vector, replacing any earlier one for this model."""
+        ...
+
+    def delete(self, song_id: UUID) -> None:
+        """Remove the song's vector for this model; a missing vector is not an error."""
+        ...
+
+    def get(self, song_id: UUID) -> FloatArray | None: ...
+
+    def search(self, vector: FloatArray, limit: int, exclude_file: str | None = None) -> list[Hit]:
+        """The `limit` nearest vectors by dot product, best first, never the excluded file."""
+        ...
+
+
+def get_vector_index(model: str, dim: int) -> VectorIndex:
+    """The configured index, scoped to one embedding model so vectors of different models never mix."""
+    if settings.VECTOR_BACKEND == "local":
+        from embeddings.index.local import LocalVectorIndex
+
+        return LocalVectorIndex(model=model, dim=dim)
+    raise VectorIndexError(f"unknown VECTOR_BACKEND {settings.VECTOR_BACKEND!r}")

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from frontend import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("songs/<uuid:song_id>/", views.song_detail, name="song-detail"),
+]
