@@ -21,6 +21,7 @@ import tempfile
 import threading
 import types
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -98,7 +99,10 @@ def _import_cnn14_class() -> type[torch.nn.Module]:
         with _matplotlib_stand_in():
             models = importlib.import_module(f"{_PACKAGE_ALIAS}.models")
     except ImportError as exc:
-        raise ModelUnavailable(f"the PANNs network code could not be imported ({exc}); {_FIX_HINT}") from exc
+        raise ModelUnavailable(
+            f"the PANNs network code could not be imported ({_first_line(exc)}); reinstall the project "
+            "requirements (panns-inference, torchlibrosa), or set EMBEDDING_MODEL=features"
+        ) from exc
     cnn14: type[torch.nn.Module] = models.Cnn14
     return cnn14
 
@@ -318,6 +322,8 @@ def fetch_checkpoint(
         if dest.is_file() and dest.stat().st_size < min_bytes:
             logger.warning("%s exists but is only %d bytes; leaving it untouched", dest, dest.stat().st_size)
         return dest
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ModelUnavailable(f"{url!r} is not an http(s) URL; copy a local file to {dest} instead")
     expected_md5 = md5.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{32}", expected_md5):
         raise ValueError(f"{md5!r} is not an MD5 checksum (32 hex digits)")
@@ -359,13 +365,14 @@ def fetch_checkpoint(
 
 def _download(url: str, out: Any, *, timeout: float, dest: Path, manual: str) -> tuple[int, str]:
     """Stream `url` into `out`; returns the byte count and MD5 hex digest."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
-    request = urllib.request.Request(url, headers={"User-Agent": "resonance-fetch-model"})
+    # The scheme was checked to be http(s) by fetch_checkpoint.
+    request = urllib.request.Request(url, headers={"User-Agent": "resonance-fetch-model"})  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             length_header = response.headers.get("Content-Length")
             total = int(length_header) if length_header and length_header.isdigit() else None
             with tqdm(

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from catalog.models import SongStatus
+from tests import audio
+from tests.factories import SongFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_lists_songs_newest_first_with_pagination(api) -> None:
+    for _ in range(3):
+        SongFactory()
+
+    body = api.get("/api/songs/").json()
+
+    assert body["count"] == 3
+    created = [song["created_at"] for song in body["results"]]
+    assert created == sorted(created, reverse=True)
+
+
+def test_it_searches_by_title_artist_album_and_file_name(api) -> None:
+    SongFactory(title="Harbour Lights", artist="Ana", original_file_name="a.mp3")
+    SongFactory(title="Other", artist="Harbourmaster", original_file_name="b.mp3")
+    SongFactory(title="Third", album="Harbour Album", original_file_name="c.mp3")
+    SongFactory(title="Fourth", original_file_name="harbour-demo.mp3")
+    SongFactory(title="Unrelated", original_file_name="d.mp3")
+
+    results = api.get("/api/songs/", {"search": "harbour"}).json()["results"]
+
+    assert {song["title"] for song in results} == {"Harbour Lights", "Other", "Third", "Fourth"}
+
+
+def test_it_filters_by_status_and_rejects_unknown_status(api) -> None:
+    SongFactory(status=SongStatus.FAILED)
+    SongFactory(status=SongStatus.READY)
+
+    assert api.get("/api/songs/", {"status": "failed"}).json()["count"] == 1
+    assert api.get("/api/songs/", {"status": "bogus"}).status_code == 400
+
+
+def test_song_detail_has_status_tags_and_a_playback_url(api) -> None:
+    song = SongFactory(title="Night Drive", artist="Tape", album="Roads")
+
+    body = api.get(f"/api/songs/{song.pk}/").json()
+
+    assert body["status"] == "ready"
+    assert (body["title"], body["artist"], body["album"]) == ("Night Drive", "Tape", "Roads")
+    assert body["playback_url"].startswith("/storage/media/")
+
+
+def test_an_unknown_song_id_is_not_found(api) -> None:
+    assert api.get("/api/songs/6f1c1a5e-0000-4000-8000-000000000000/").status_code == 404
+    assert api.get("/api/songs/not-a-uuid/").status_code == 404
+    assert api.get("/api/songs/6f1c1a5e-0000-4000-8000-000000000000/more-like-this/").status_code == 404
+
+
+def test_more_like_this_finds_the_same_family_and_never_the_song_itself(upload, api, tmp_path: Path) -> None:
+    # Two families: sustained harmonic chords and percussive noise bursts.
+    chords = [
+        upload(audio.write(tmp_path / f"chord-{i}.mp3", audio.chord(notes, 5.0)))
+        for i, notes in enumerate([[220, 277, 330], [196, 247, 294], [262, 330, 392]])
+    ]
+    drums = [
+        upload(audio.write(tmp_path / f"drums-{i}.mp3", audio.noise_bursts(5.0, bpm=bpm, seed=i)))
+        for i, bpm in enumerate([100, 120, 140])
+    ]
+    assert all(song.status == SongStatus.READY for song in chords + drums)
+
+    for family, others in ((chords, drums), (drums, chords)):
+        for song in family:
+            body = api.get(f"/api/songs/{song.pk}/more-like-this/", {"limit": 2}).json()
+            ids = [result["song"]["id"] for result in body["results"]]
+            assert str(song.pk) not in ids
+            assert set(ids) == {str(s.pk) for s in family if s.pk != song.pk}, body
+            scores = [result["score"] for result in body["results"]]
+            assert scores == sorted(scores, reverse=True)
+
+    everything = api.get(f"/api/songs/{chords[0].pk}/more-like-this/", {"limit": 10}).json()["results"]
+    assert len(everything) == 5
+    assert str(chords[0].pk) not in {result["song"]["id"] for result in everything}
+
+
+def test_more_like_this_for_a_song_not_ready_says_so(api) -> None:
+    song = SongFactory(status=SongStatus.PROCESSING)
+
+    response = api.get(f"/api/songs/{song.pk}/more-like-this/")
+
+    assert response.status_code == 409
+    assert "ready" in response.json()["detail"]
+
+
+def test_more_like_this_refuses_a_song_embedded_with_another_model(api) -> None:
+    song = SongFactory(embedding_model="panns-cnn14")
+
+    response = api.get(f"/api/songs/{song.pk}/more-like-this/")
+
+    assert response.status_code == 409
+    assert "features" in response.json()["detail"]
+
+
+def test_more_like_this_validates_limit(api) -> None:
+    song = SongFactory(embedding_model="features")
+
+    assert api.get(f"/api/songs/{song.pk}/more-like-this/", {"limit": 0}).status_code == 400
+    assert api.get(f"/api/songs/{song.pk}/more-like-this/", {"limit": "x"}).status_code == 400
+
+
+def test_system_endpoint_names_the_active_model(api) -> None:
+    body = api.get("/api/system/").json()
+
+    assert body["embedding_model"] == "features"
+    assert body["embedding_dim"] == 222
+    assert "audio/mpeg" in body["accepted_content_types"]

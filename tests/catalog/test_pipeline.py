@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from catalog.models import Song, SongStatus
+from embeddings.index import get_vector_index
+from embeddings.models import StoredVector
+from embeddings.registry import model_dim
+from tests import audio
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_ingests_an_mp3_into_a_ready_song_with_tags_and_a_unit_vector(upload, tmp_path: Path) -> None:
+    path = audio.write(
+        tmp_path / "anthem.mp3", audio.chord([220, 277, 330], 4.0), title="Anthem", artist="The Tones", album="Synth"
+    )
+
+    song = upload(path)
+
+    assert song.status == SongStatus.READY, song.failure_reason
+    assert (song.title, song.artist, song.album) == ("Anthem", "The Tones", "Synth")
+    assert song.duration_seconds == pytest.approx(4.0, abs=0.1)
+    assert song.embedding_model == "features"
+    assert len(song.sha256) == 64
+    vector = get_vector_index("features", model_dim("features")).get(song.id)
+    assert vector is not None
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_it_falls_back_to_the_file_name_when_tags_are_missing(upload, tmp_path: Path) -> None:
+    song = upload(audio.write(tmp_path / "untagged-take.wav", audio.tone(330, 2.0)), content_type="audio/wav")
+
+    assert song.status == SongStatus.READY, song.failure_reason
+    assert song.title == "untagged-take"
+
+
+def test_ingesting_the_same_song_twice_leaves_one_vector(upload, tmp_path: Path) -> None:
+    song = upload(audio.write(tmp_path / "twice.mp3", audio.tone(440, 2.0)))
+    Song.objects.filter(pk=song.pk).update(status=SongStatus.UPLOADED)
+
+    from catalog import pipeline
+
+    pipeline.ingest(song.pk)
+
+    assert StoredVector.objects.filter(song_id=song.pk).count() == 1
+    song.refresh_from_db()
+    assert song.status == SongStatus.READY
+    assert song.ingest_attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("notes.mp3", b"this is a text file, not audio\n" * 50, "could not be decoded"),
+        ("truncated.mp3", None, "could not be decoded"),
+        ("blip.mp3", 0.2, "at least"),
+        ("silence.mp3", "silence", "silent"),
+    ],
+)
+def test_it_marks_bad_audio_failed_with_a_reason(upload, tmp_path: Path, name, content, reason) -> None:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is None:
+        good = audio.write(tmp_path / "good.mp3", audio.tone(440, 3.0)).read_bytes()
+        path.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00" + bytes(reversed(good[: len(good) // 3])))
+    elif content == "silence":
+        audio.write(path, np.zeros(3 * audio.RATE, dtype=np.float32))
+    else:
+        audio.write(path, audio.tone(440, float(content)))
+
+    song = upload(path)
+
+    assert song.status == SongStatus.FAILED
+    assert reason in song.failure_reason
+    assert not StoredVector.objects.filter(song_id=song.pk).exists()
+
+
+def test_a_long_file_is_cut_at_the_limit_with_a_note(upload, tmp_path: Path, settings) -> None:
+    settings.MAX_AUDIO_SECONDS = 2.0
+    song = upload(audio.write(tmp_path / "long.mp3", audio.chord([196, 247], 6.0)))
+
+    assert song.status == SongStatus.READY
+    assert song.duration_seconds == pytest.approx(6.0, abs=0.1)
+    assert "first 0:02 of 0:06" in song.ingest_note
+
+
+def test_a_failed_song_can_be_retried_and_become_ready(
+    upload, tmp_path: Path, settings, api, django_capture_on_commit_callbacks
+) -> None:
+    settings.EMBEDDING_MODEL = "panns-cnn14"  # no checkpoint in this test's folder: the ingest fails
+    song = upload(audio.write(tmp_path / "retry.mp3", audio.tone(440, 2.0)))
+    assert song.status == SongStatus.FAILED
+    assert "fetch_model" in song.failure_reason
+
+    settings.EMBEDDING_MODEL = "features"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"/api/songs/{song.pk}/retry/")
+
+    assert response.status_code == 202
+    song.refresh_from_db()
+    assert song.status == SongStatus.READY
+    assert song.failure_reason == ""

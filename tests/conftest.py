@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from catalog.models import Song
+from config.celery import app as celery_app
+from embeddings.registry import forget_loaded_models
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(settings: Any, tmp_path: Path) -> Iterator[Any]:
+    """Each test gets its own storage folder and the weight-free model unless it asks otherwise."""
+    settings.LOCAL_STORAGE_ROOT = tmp_path / "media"
+    settings.PANNS_DATA_DIR = tmp_path / "models"
+    settings.PANNS_CHECKPOINT = None
+    settings.EMBEDDING_MODEL = "features"
+    settings.STORAGE_BACKEND = "local"
+    settings.VECTOR_BACKEND = "local"
+    forget_loaded_models()
+    yield settings
+    forget_loaded_models()
+
+
+@pytest.fixture
+def eager_celery() -> Iterator[None]:
+    """Run queued tasks in-process, the way a worker would, as soon as they are queued."""
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = False
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def upload(api: APIClient, django_capture_on_commit_callbacks: Any, eager_celery: None) -> Callable[..., Song]:
+    """Upload a file through the API as a browser does: ask for a URL, PUT the bytes, confirm."""
+
+    def _upload(path: Path, *, content_type: str = "audio/mpeg", file_name: str | None = None) -> Song:
+        body = path.read_bytes()
+        created = api.post(
+            "/api/uploads/",
+            {"file_name": file_name or path.name, "content_type": content_type, "size": len(body)},
+            format="json",
+        )
+        assert created.status_code == 201, created.json()
+        ticket = created.json()["upload"]
+        put = Client().generic("PUT", ticket["url"], body, content_type=ticket["headers"]["Content-Type"])
+        assert put.status_code == 200, put.content
+        with django_capture_on_commit_callbacks(execute=True):
+            confirmed = api.post(f"/api/songs/{created.json()['song_id']}/uploaded/")
+        assert confirmed.status_code == 202, confirmed.json()
+        return Song.objects.get(pk=created.json()["song_id"])
+
+    return _upload
