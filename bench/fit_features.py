@@ -16,9 +16,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from embeddings.audio import decode  # noqa: E402
-from embeddings.base import EmbeddingError  # noqa: E402
-from embeddings.features import DIM, STATS_PATH, raw_features  # noqa: E402
+from embeddings.audio import decode
+from embeddings.base import EmbeddingError
+from embeddings.features import DIM, STATS_PATH, raw_features
 
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".m4a", ".opus"}
 
@@ -49,7 +49,9 @@ def main() -> None:
     assert rows.shape[1] == DIM
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, mean=mean.astype(np.float32), std=std.astype(np.float32), tracks=len(rows))
-    print(f"fitted {DIM} feature statistics on {len(rows)} tracks in {time.perf_counter() - started:.1f} s -> {args.out}")
+    print(
+        f"fitted {DIM} feature statistics on {len(rows)} tracks in {time.perf_counter() - started:.1f} s -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

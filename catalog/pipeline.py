@@ -174,7 +174,7 @@ def tag(song: Song, probed: Probe, audio: DecodedAudio, model_name: str, timings
 
 
 def _clock(seconds: float) -> str:
-    total = int(round(seconds))
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

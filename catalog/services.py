@@ -91,7 +91,9 @@ def confirm_upload(song: Song) -> Song:
         raise UploadMissing("The file has not arrived in storage yet; finish the upload, then confirm it.")
     if stored.size > max_upload_bytes() or stored.size != song.size:
         get_storage().delete(song.object_key)
-        raise InvalidUpload(f"The stored file is {stored.size} bytes, not the {song.size} bytes declared; upload it again.")
+        raise InvalidUpload(
+            f"The stored file is {stored.size} bytes, not the {song.size} bytes declared; upload it again."
+        )
     with transaction.atomic():
         updated = Song.objects.filter(pk=song.pk, status=SongStatus.PENDING_UPLOAD).update(
             status=SongStatus.UPLOADED, failure_reason=""

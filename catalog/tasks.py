@@ -16,7 +16,7 @@ from embeddings.index import IndexUnavailable
 TRANSIENT_ERRORS = (StorageUnavailable, IndexUnavailable, OperationalError)
 
 
-class IngestTask(Task):  # type: ignore[type-arg]
+class IngestTask(Task):
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         song_id = UUID(str(args[0] if args else kwargs["song_id"]))
         if isinstance(exc, pipeline.IngestFailed):
@@ -39,5 +39,5 @@ class IngestTask(Task):  # type: ignore[type-arg]
     acks_late=True,
     reject_on_worker_lost=True,
 )
-def ingest_song_task(self: Task, song_id: str) -> None:  # type: ignore[type-arg]
+def ingest_song_task(self: Task, song_id: str) -> None:
     pipeline.ingest(UUID(song_id))

@@ -30,7 +30,7 @@ if not SECRET_KEY:
         from django.core.exceptions import ImproperlyConfigured
 
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false.")
-    SECRET_KEY = "insecure-development-key-set-DJANGO_SECRET_KEY-in-production"
+    SECRET_KEY = "insecure-development-key-set-DJANGO_SECRET_KEY-in-production"  # noqa: S105
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
@@ -89,9 +89,11 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": env_path("SQLITE_PATH", VAR_DIR / "db.sqlite3"),
+            "NAME": str(env_path("SQLITE_PATH", VAR_DIR / "db.sqlite3")),
             # Web and worker write concurrently; wait for the lock instead of failing at once.
             "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+            # A file, not memory, so that a real worker process can share the test database.
+            "TEST": {"NAME": str(env_path("SQLITE_TEST_PATH", VAR_DIR / "test-db.sqlite3"))},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -60,9 +60,7 @@ def raw_features(samples: FloatArray) -> FloatArray:
     )
     onset = librosa.onset.onset_strength(S=log_mel, sr=SAMPLE_RATE)
     tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP))[0])
-    rhythm = np.array(
-        [onset.mean(), onset.std(), np.log1p(tempo), float(np.mean(onset > onset.mean() + onset.std()))]
-    )
+    rhythm = np.array([onset.mean(), onset.std(), np.log1p(tempo), float(np.mean(onset > onset.mean() + onset.std()))])
     vector = np.concatenate(
         [_mean_std(log_mel), _mean_std(mfcc), _mean_std(chroma), _mean_std(contrast), _mean_std(spectral), rhythm]
     ).astype(np.float32)

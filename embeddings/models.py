@@ -17,9 +17,15 @@ class StoredVector(models.Model):
         constraints = [models.UniqueConstraint(fields=["song_id", "model"], name="one_vector_per_song_and_model")]
         indexes = [models.Index(fields=["model"])]
 
+    def __str__(self) -> str:
+        return f"{self.model} vector of {self.song_id}"
+
 
 class IndexGeneration(models.Model):
     """Bumped with every write, so each process knows when its in-memory matrix is stale."""
 
     model = models.CharField(max_length=64, primary_key=True)
     generation = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.model} at generation {self.generation}"

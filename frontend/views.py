@@ -18,6 +18,8 @@ from catalog.models import SongStatus
 from embeddings.registry import active_model_name
 
 NEIGHBOUR_LIMIT = 10
+PARALLEL_UPLOADS = 3
+PLACEHOLDER_ID = UUID(int=0)
 # Statuses that will change by themselves; the song page polls while the song is in one.
 IN_PROGRESS = {SongStatus.PENDING_UPLOAD, SongStatus.UPLOADED, SongStatus.PROCESSING}
 
@@ -37,11 +39,16 @@ def home(request: HttpRequest) -> HttpResponse:
     config = {
         "maxUploadMb": settings.MAX_UPLOAD_MB,
         "acceptedContentTypes": sorted(services.AUDIO_CONTENT_TYPES),
-        "parallelUploads": 3,
+        "parallelUploads": PARALLEL_UPLOADS,
+        # Per-song addresses carry a placeholder id that the script swaps for the real one.
+        "songIdPlaceholder": str(PLACEHOLDER_ID),
         "urls": {
             "uploads": reverse("api-upload-create"),
             "songs": reverse("api-song-list"),
-            "songPage": reverse("song-detail", args=["00000000-0000-0000-0000-000000000000"]),
+            "songDetail": reverse("api-song-detail", args=[PLACEHOLDER_ID]),
+            "songUploaded": reverse("api-song-uploaded", args=[PLACEHOLDER_ID]),
+            "songRetry": reverse("api-song-retry", args=[PLACEHOLDER_ID]),
+            "songPage": reverse("song-detail", args=[PLACEHOLDER_ID]),
         },
     }
     return render(request, "frontend/home.html", {"embedding_model": active_model_name(), "config": config})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ def tone(freq: float, seconds: float = 3.0, *, harmonics: int = 1, rate: int = R
     return (0.3 * wave / np.max(np.abs(wave))).astype(np.float32)
 
 
-def chord(freqs: list[float], seconds: float = 3.0, *, harmonics: int = 4, rate: int = RATE) -> np.ndarray:
+def chord(freqs: Sequence[float], seconds: float = 3.0, *, harmonics: int = 4, rate: int = RATE) -> np.ndarray:
     mix = sum(tone(f, seconds, harmonics=harmonics, rate=rate) for f in freqs)
     return (0.3 * mix / np.max(np.abs(mix))).astype(np.float32)
 

@@ -7,7 +7,7 @@ import factory
 from catalog.models import Song, SongStatus
 
 
-class SongFactory(factory.django.DjangoModelFactory):
+class SongFactory(factory.django.DjangoModelFactory[Song]):
     class Meta:
         model = Song
 

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from catalog import selectors, services
 from catalog.api.serializers import NeighbourSerializer, SongSerializer, UploadRequestSerializer
-from catalog.models import Song, SongStatus
+from catalog.models import SongStatus
 from embeddings.registry import active_model_name, model_dim
 
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import boto3
+from boto3.exceptions import RetriesExceededError
+from boto3.session import Session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from catalog.storage import StorageError, StorageUnavailable, StoredObject, UploadTicket
+
+# Fail fast on a dead or black-holed endpoint: a web request waits on stat(), and Celery retries ingests itself.
+_CONNECT_TIMEOUT_SECONDS = 5
+_READ_TIMEOUT_SECONDS = 60
+_MAX_ATTEMPTS = 3
 
 _TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
 
@@ -28,11 +34,19 @@ def _translate(exc: Exception, key: str) -> Exception:
 class S3Storage:
     def __init__(self, *, bucket: str, endpoint_url: str | None, public_endpoint_url: str | None, region: str) -> None:
         self.bucket = bucket
-        config = Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"})
-        self._client: Any = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        config = Config(
+            signature_version="s3v4",
+            connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=_READ_TIMEOUT_SECONDS,
+            retries={"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
+        )
+        # A session of our own: boto3's shared default session is not safe to create clients from in
+        # several threads at once, and this factory may first run inside a threaded web worker.
+        session = Session()
+        self._client: Any = session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         # Presigned URLs are signed for the host the browser will use.
         self._public: Any = (
-            boto3.client("s3", endpoint_url=public_endpoint_url, region_name=region, config=config)
+            session.client("s3", endpoint_url=public_endpoint_url, region_name=region, config=config)
             if public_endpoint_url != endpoint_url
             else self._client
         )
@@ -66,6 +80,8 @@ class S3Storage:
             self._client.download_file(self.bucket, key, str(destination))
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, key) from exc
+        except RetriesExceededError as exc:  # the body stream kept breaking off mid-download
+            raise StorageUnavailable(f"S3 kept dropping the download of {key!r}: {exc.last_exception}") from exc
 
     def playback_url(self, key: str, *, expires_in: int) -> str:
         url: str = self._public.generate_presigned_url(

@@ -68,9 +68,7 @@ class LocalVectorIndex:
         return None if row is None else np.frombuffer(bytes(row), dtype="<f4").astype(np.float32)
 
     def _snapshot(self) -> _Snapshot:
-        generation = (
-            IndexGeneration.objects.filter(model=self.model).values_list("generation", flat=True).first() or 0
-        )
+        generation = IndexGeneration.objects.filter(model=self.model).values_list("generation", flat=True).first() or 0
         with _snapshot_lock:
             cached = _snapshots.get(self.model)
             if cached is not None and cached.generation == generation:

@@ -57,7 +57,7 @@ def test_models_never_mix() -> None:
 def test_it_refuses_vectors_of_the_wrong_size_or_with_nan(vector) -> None:
     index = get_vector_index("test-model", 2)
 
-    with pytest.raises(VectorIndexError, match="2-d|NaN"):
+    with pytest.raises(VectorIndexError, match=r"2-d|NaN"):
         index.upsert(uuid.uuid4(), "a.mp3", vector)
     with pytest.raises(VectorIndexError):
         index.search(vector, limit=1)

@@ -1,0 +1,79 @@
+// Song page: follow a song that is still being ingested, retry a failed one, explain playback errors.
+
+const config = JSON.parse(document.getElementById("song-config").textContent);
+
+const IN_PROGRESS = new Set(["pending_upload", "uploaded", "processing"]);
+const POLL_MS = 1500;
+const POLL_ERROR_MS = 5000;
+
+function csrfToken() {
+  for (const part of document.cookie.split(";")) {
+    const [name, ...rest] = part.trim().split("=");
+    if (name === "csrftoken") return decodeURIComponent(rest.join("="));
+  }
+  return "";
+}
+
+async function api(url, { method = "GET" } = {}) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
+  let response;
+  try {
+    response = await fetch(url, { method, headers, credentials: "same-origin" });
+  } catch {
+    throw new Error("Could not reach the server; check your connection.");
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    throw new Error(data && typeof data.detail === "string" ? data.detail : `The server answered ${response.status}.`);
+  }
+  return data;
+}
+
+// While the song is being ingested, reload once its status changes so the page shows the result.
+async function follow() {
+  try {
+    const song = await api(config.urls.detail);
+    if (song.status !== config.status) {
+      window.location.reload();
+      return;
+    }
+    window.setTimeout(follow, POLL_MS);
+  } catch {
+    window.setTimeout(follow, POLL_ERROR_MS);
+  }
+}
+
+if (IN_PROGRESS.has(config.status)) window.setTimeout(follow, POLL_MS);
+
+const retryButton = document.getElementById("retry-button");
+if (retryButton) {
+  const message = document.getElementById("retry-message");
+  retryButton.addEventListener("click", async () => {
+    retryButton.disabled = true;
+    message.hidden = false;
+    message.textContent = "Queuing the song again…";
+    try {
+      await api(config.urls.retry, { method: "POST" });
+      window.location.reload();
+    } catch (error) {
+      message.textContent = `Retry failed: ${error.message}`;
+      retryButton.disabled = false;
+    }
+  });
+}
+
+const player = document.getElementById("player");
+if (player) {
+  const message = document.getElementById("player-message");
+  player.addEventListener("error", () => {
+    message.textContent =
+      "This audio could not be played. The link may have expired — reload the page — or the browser cannot decode this format.";
+    message.hidden = false;
+  });
+}

@@ -1,0 +1,150 @@
+"""The ingest through a real Celery worker process and a real Redis broker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from catalog.models import Song, SongStatus
+from config.celery import app as celery_app
+from tests import audio
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(5)
+
+
+@pytest.fixture
+def worker(redis_url: str, settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = os.environ | {
+        "CELERY_BROKER_URL": redis_url,
+        "SQLITE_PATH": str(django_settings.DATABASES["default"]["NAME"]),
+        "LOCAL_STORAGE_ROOT": str(settings.LOCAL_STORAGE_ROOT),
+        "EMBEDDING_MODEL": "features",
+        "VAR_DIR": str(tmp_path / "worker-var"),
+    }
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 (outlives this block; closed at teardown)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    broker_options = celery_app.conf.broker_transport_options
+    celery_app.close()  # drop pooled connections to the default broker
+    celery_app.conf.update(broker_url=redis_url, broker_transport_options={"visibility_timeout": 3600})
+    yield process
+    process.terminate()
+    process.wait(20)
+    celery_app.close()
+    celery_app.conf.update(broker_url=django_settings.CELERY_BROKER_URL, broker_transport_options=broker_options)
+    log.close()
+
+
+def _wait_until(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def test_a_real_worker_ingests_uploads_queued_through_redis(worker, api, tmp_path: Path) -> None:
+    from django.test import Client
+
+    paths = [
+        audio.write(tmp_path / "one.mp3", audio.chord([220, 277, 330], 3.0), title="One"),
+        audio.write(tmp_path / "two.mp3", audio.noise_bursts(3.0), title="Two"),
+        tmp_path / "broken.mp3",
+    ]
+    paths[2].write_bytes(os.urandom(4096))
+    song_ids = []
+    for path in paths:
+        body = path.read_bytes()
+        ticket = api.post(
+            "/api/uploads/", {"file_name": path.name, "content_type": "audio/mpeg", "size": len(body)}, format="json"
+        ).json()
+        assert Client().generic("PUT", ticket["upload"]["url"], body, content_type="audio/mpeg").status_code == 200
+        assert api.post(f"/api/songs/{ticket['song_id']}/uploaded/").status_code == 202
+        song_ids.append(ticket["song_id"])
+
+    finished = _wait_until(
+        lambda: Song.objects.filter(pk__in=song_ids, status__in=[SongStatus.READY, SongStatus.FAILED]).count() == 3,
+        90,
+    )
+
+    log = (tmp_path / "worker.log").read_text(errors="replace")
+    assert finished, log
+    songs = {song.original_file_name: song for song in Song.objects.filter(pk__in=song_ids)}
+    assert songs["one.mp3"].status == SongStatus.READY
+    assert songs["one.mp3"].title == "One"
+    assert songs["two.mp3"].status == SongStatus.READY
+    assert songs["broken.mp3"].status == SongStatus.FAILED
+    assert "could not be decoded" in songs["broken.mp3"].failure_reason
+    neighbours = api.get(f"/api/songs/{songs['one.mp3'].pk}/more-like-this/").json()["results"]
+    assert [n["song"]["id"] for n in neighbours] == [str(songs["two.mp3"].pk)]
