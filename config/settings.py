@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import django_stubs_ext
@@ -93,7 +94,8 @@ else:
             # Web and worker write concurrently; wait for the lock instead of failing at once.
             "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
             # A file, not memory, so that a real worker process can share the test database.
-            "TEST": {"NAME": str(env_path("SQLITE_TEST_PATH", VAR_DIR / "test-db.sqlite3"))},
+            # One file per test run, so that concurrent runs never share it.
+            "TEST": {"NAME": str(env_path("SQLITE_TEST_PATH", VAR_DIR / f"test-db-{os.getpid()}.sqlite3"))},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -13,6 +13,19 @@ from config.celery import app as celery_app
 from embeddings.registry import forget_loaded_models
 
 
+def use_broker(url: str, options: dict[str, Any]) -> None:
+    """Point the Celery app at another broker, dropping connections pooled for the old one."""
+    celery_app.close()
+    celery_app.conf.update(broker_url=url, broker_transport_options=options)
+    celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def in_memory_broker() -> None:
+    # Tasks queued by tests must never land in the broker folder a development worker reads.
+    use_broker("memory://", {})
+
+
 @pytest.fixture(autouse=True)
 def isolated_settings(settings: Any, tmp_path: Path) -> Iterator[Any]:
     """Each test gets its own storage folder and the weight-free model unless it asks otherwise."""

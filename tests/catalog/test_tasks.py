@@ -15,8 +15,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from catalog.models import Song, SongStatus
-from config.celery import app as celery_app
 from tests import audio
+from tests.conftest import use_broker
 
 pytestmark = [
     pytest.mark.redis,
@@ -94,14 +94,11 @@ def worker(redis_url: str, settings, tmp_path: Path) -> Iterator[subprocess.Pope
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    broker_options = celery_app.conf.broker_transport_options
-    celery_app.close()  # drop pooled connections to the default broker
-    celery_app.conf.update(broker_url=redis_url, broker_transport_options={"visibility_timeout": 3600})
+    use_broker(redis_url, {"visibility_timeout": 3600})
     yield process
     process.terminate()
     process.wait(20)
-    celery_app.close()
-    celery_app.conf.update(broker_url=django_settings.CELERY_BROKER_URL, broker_transport_options=broker_options)
+    use_broker("memory://", {})
     log.close()
 
 
