@@ -81,7 +81,8 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, key) from exc
         except RetriesExceededError as exc:  # the body stream kept breaking off mid-download
-            raise StorageUnavailable(f"S3 kept dropping the download of {key!r}: {exc.last_exception}") from exc
+            cause = getattr(exc, "last_exception", exc)
+            raise StorageUnavailable(f"S3 kept dropping the download of {key!r}: {cause}") from exc
 
     def playback_url(self, key: str, *, expires_in: int) -> str:
         url: str = self._public.generate_presigned_url(

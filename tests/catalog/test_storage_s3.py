@@ -237,7 +237,7 @@ def test_a_download_that_keeps_breaking_off_is_transient(s3, monkeypatch, tmp_pa
     storage = get_storage()
 
     def broken(*args: Any, **kwargs: Any) -> None:
-        raise RetriesExceededError(ConnectionResetError("connection reset by peer"))
+        raise RetriesExceededError(ConnectionResetError("connection reset by peer"))  # type: ignore[arg-type]
 
     monkeypatch.setattr(storage._client, "download_file", broken)  # type: ignore[attr-defined]
 
