@@ -45,3 +45,18 @@ class Song(models.Model):
     @property
     def display_title(self) -> str:
         return self.title or self.original_file_name
+
+
+class SongTag(models.Model):
+    """A sound class the embedding model heard in the song (e.g. an AudioSet label), with its probability."""
+
+    song = models.ForeignKey(Song, on_delete=models.CASCADE, related_name="tags")
+    label = models.CharField(max_length=200, db_index=True)
+    score = models.FloatField()
+
+    class Meta:
+        ordering = ["-score"]
+        constraints = [models.UniqueConstraint(fields=["song", "label"], name="one_score_per_song_and_label")]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.score:.2f})"

@@ -15,10 +15,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from catalog.models import Song, SongStatus
+from catalog.models import Song, SongStatus, SongTag
 from catalog.storage import StorageError, get_storage
 from embeddings.audio import DecodedAudio, decode
-from embeddings.base import EmbeddingError, FloatArray, ModelUnavailable
+from embeddings.base import Analysis, EmbeddingError, FloatArray, ModelUnavailable, Tag
 from embeddings.index import VectorIndexError, get_vector_index
 from embeddings.registry import get_embedding_model
 
@@ -56,9 +56,9 @@ def ingest(song_id: UUID) -> None:
         path = fetch(song, Path(workdir), timings)
         probed = probe(path, timings)
         audio = decode_audio(path, timings)
-        model_name, vector = embed(audio, timings)
-        index(song, model_name, vector, timings)
-        tag(song, probed, audio, model_name, timings)
+        model_name, analysis = embed(audio, timings)
+        index(song, model_name, analysis.vector, timings)
+        tag(song, probed, audio, model_name, analysis.tags, timings)
     logger.info("ingested song %s with %s in %s", song.pk, model_name, timings.steps)
 
 
@@ -126,22 +126,22 @@ def decode_audio(path: Path, timings: Timings) -> DecodedAudio:
     try:
         audio = decode(path, max_seconds=settings.MAX_AUDIO_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS)
     except EmbeddingError as exc:
-        raise IngestFailed(str(exc).capitalize() + ".") from exc
+        raise IngestFailed(_sentence(exc)) from exc
     timings.record("decode", started)
     return audio
 
 
-def embed(audio: DecodedAudio, timings: Timings) -> tuple[str, FloatArray]:
+def embed(audio: DecodedAudio, timings: Timings) -> tuple[str, Analysis]:
     started = time.perf_counter()
     try:
         model = get_embedding_model()
-        vector = model.embed(audio.samples)
+        analysis = model.analyse(audio.samples)
     except ModelUnavailable as exc:
         raise IngestFailed(f"The embedding model is not available: {exc}") from exc
     except EmbeddingError as exc:
-        raise IngestFailed(str(exc).capitalize() + ".") from exc
+        raise IngestFailed(_sentence(exc)) from exc
     timings.record("embed", started)
-    return model.name, vector
+    return model.name, analysis
 
 
 def index(song: Song, model_name: str, vector: FloatArray, timings: Timings) -> None:
@@ -153,12 +153,22 @@ def index(song: Song, model_name: str, vector: FloatArray, timings: Timings) -> 
     timings.record("index", started)
 
 
-def tag(song: Song, probed: Probe, audio: DecodedAudio, model_name: str, timings: Timings) -> None:
+def tag(
+    song: Song, probed: Probe, audio: DecodedAudio, model_name: str, sound_tags: list[Tag], timings: Timings
+) -> None:
     started = time.perf_counter()
     note = ""
     if audio.truncated:
         total = f" of {_clock(probed.duration_seconds)}" if probed.duration_seconds else ""
         note = f"Only the first {_clock(audio.seconds)}{total} was analysed (MAX_AUDIO_SECONDS)."
+    with transaction.atomic():
+        SongTag.objects.filter(song_id=song.pk).delete()
+        SongTag.objects.bulk_create(SongTag(song_id=song.pk, label=t.label[:200], score=t.score) for t in sound_tags)
+        _mark_ready(song, probed, audio, model_name, note)
+    timings.record("tag", started)
+
+
+def _mark_ready(song: Song, probed: Probe, audio: DecodedAudio, model_name: str, note: str) -> None:
     Song.objects.filter(pk=song.pk).update(
         sha256=probed.sha256,
         title=song.title or probed.title or Path(song.original_file_name).stem,
@@ -170,7 +180,11 @@ def tag(song: Song, probed: Probe, audio: DecodedAudio, model_name: str, timings
         failure_reason="",
         status=SongStatus.READY,
     )
-    timings.record("tag", started)
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc).strip().rstrip(".")
+    return text[:1].upper() + text[1:] + "."
 
 
 def _clock(seconds: float) -> str:

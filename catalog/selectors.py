@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from catalog.errors import NotSearchable, ServiceUnavailable
-from catalog.models import Song, SongStatus
+from catalog.models import Song, SongStatus, SongTag
 from embeddings.index import IndexUnavailable, get_vector_index
 from embeddings.registry import active_model_name, model_dim
 
@@ -22,8 +22,8 @@ class Neighbour:
     score: float
 
 
-def song_list(*, search: str = "", status: str = "", sort: str = "newest") -> QuerySet[Song]:
-    songs = Song.objects.all()
+def song_list(*, search: str = "", status: str = "", tag: str = "", sort: str = "newest") -> QuerySet[Song]:
+    songs = Song.objects.prefetch_related("tags")
     if search:
         songs = songs.filter(
             Q(title__icontains=search)
@@ -33,12 +33,20 @@ def song_list(*, search: str = "", status: str = "", sort: str = "newest") -> Qu
         )
     if status:
         songs = songs.filter(status=status)
+    if tag:
+        songs = songs.filter(tags__label__iexact=tag).distinct()
     return songs.order_by(SORTS.get(sort, "-created_at"), "id")
+
+
+def tag_counts(limit: int = 50) -> list[tuple[str, int]]:
+    """The most common sound tags in the catalog, for filters."""
+    rows = SongTag.objects.values("label").annotate(songs=Count("song")).order_by("-songs", "label")[:limit]
+    return [(row["label"], row["songs"]) for row in rows]
 
 
 def song_get(song_id: UUID | str) -> Song:
     try:
-        return Song.objects.get(pk=song_id)
+        return Song.objects.prefetch_related("tags").get(pk=song_id)
     except (Song.DoesNotExist, ValueError):
         raise Http404(f"No song with id {song_id}.") from None
 

@@ -26,6 +26,7 @@ def _broker_options() -> dict[str, Any]:
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed_dir),
+            "control_folder": str(settings.CELERY_BROKER_DIR / "control"),
             "store_processed": False,
             "polling_interval": 0.25,
         }

@@ -34,7 +34,8 @@ def decode(path: Path, *, max_seconds: float, min_seconds: float) -> DecodedAudi
             warnings.simplefilter("ignore")
             samples, _ = librosa.load(path, sr=SAMPLE_RATE, mono=True, duration=max_seconds + 1.0 / SAMPLE_RATE)
     except Exception as exc:  # decoders raise many unrelated types for the same problem: bad bytes
-        raise EmbeddingError(f"the file could not be decoded as audio ({type(exc).__name__}: {exc})") from exc
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else "no decoder recognised the format"
+        raise EmbeddingError(f"the file could not be decoded as audio ({detail})") from exc
     samples = np.asarray(samples, dtype=np.float32)
     max_samples = int(max_seconds * SAMPLE_RATE)
     truncated = samples.size > max_samples

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -21,6 +22,20 @@ class ModelUnavailable(Exception):
     """The configured model cannot be loaded (missing weights, bad device); says how to fix it."""
 
 
+@dataclass(frozen=True)
+class Tag:
+    """A sound class the model recognised in the song (e.g. an AudioSet label) and its probability."""
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Analysis:
+    vector: FloatArray
+    tags: list[Tag] = field(default_factory=list)
+
+
 class EmbeddingModel(Protocol):
     name: str
     dim: int
@@ -28,6 +43,10 @@ class EmbeddingModel(Protocol):
 
     def embed(self, samples: FloatArray) -> FloatArray:
         """Embed mono float32 audio at SAMPLE_RATE into an L2-normalised float32 vector of `dim`."""
+        ...
+
+    def analyse(self, samples: FloatArray) -> Analysis:
+        """The embedding plus the top tags, when the model has named classes (else no tags)."""
         ...
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from embeddings.base import SAMPLE_RATE, EmbeddingError, FloatArray, l2_normalise
+from embeddings.base import SAMPLE_RATE, Analysis, EmbeddingError, FloatArray, l2_normalise
 
 N_FFT = 2048
 HOP = 1024
@@ -97,3 +97,6 @@ class FeatureEmbedder:
             raise EmbeddingError("expected non-empty mono audio")
         standardised = (raw_features(samples) - self._mean) / self._std
         return l2_normalise(standardised * self._weights)
+
+    def analyse(self, samples: FloatArray) -> Analysis:
+        return Analysis(vector=self.embed(samples))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 
@@ -21,11 +23,12 @@ class StoredVector(models.Model):
         return f"{self.model} vector of {self.song_id}"
 
 
-class IndexGeneration(models.Model):
-    """Bumped with every write, so each process knows when its in-memory matrix is stale."""
+class IndexVersion(models.Model):
+    """Changed with every write, so each process knows when its in-memory matrix is stale."""
 
     model = models.CharField(max_length=64, primary_key=True)
-    generation = models.PositiveBigIntegerField(default=0)
+    # A fresh random token per write: unlike a counter, it never repeats after a rollback or restore.
+    version = models.UUIDField(default=uuid.uuid4)
 
     def __str__(self) -> str:
-        return f"{self.model} at generation {self.generation}"
+        return f"{self.model} at version {self.version}"

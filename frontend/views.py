@@ -45,6 +45,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "urls": {
             "uploads": reverse("api-upload-create"),
             "songs": reverse("api-song-list"),
+            "tags": reverse("api-tag-list"),
             "songDetail": reverse("api-song-detail", args=[PLACEHOLDER_ID]),
             "songUploaded": reverse("api-song-uploaded", args=[PLACEHOLDER_ID]),
             "songRetry": reverse("api-song-retry", args=[PLACEHOLDER_ID]),

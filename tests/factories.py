@@ -4,7 +4,7 @@ import uuid
 
 import factory
 
-from catalog.models import Song, SongStatus
+from catalog.models import Song, SongStatus, SongTag
 
 
 class SongFactory(factory.django.DjangoModelFactory[Song]):
@@ -18,3 +18,12 @@ class SongFactory(factory.django.DjangoModelFactory[Song]):
     size = 1000
     title = factory.Sequence(lambda n: f"Song {n}")
     status = SongStatus.READY
+
+
+class SongTagFactory(factory.django.DjangoModelFactory[SongTag]):
+    class Meta:
+        model = SongTag
+
+    song = factory.SubFactory(SongFactory)
+    label = "Music"
+    score = 0.5

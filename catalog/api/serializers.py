@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from catalog.models import Song, SongStatus
+from catalog.models import Song, SongStatus, SongTag
 from catalog.storage import get_storage
 
 
@@ -13,8 +13,16 @@ class UploadRequestSerializer(serializers.Serializer):
     size = serializers.IntegerField(min_value=0)
 
 
+class SongTagSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SongTag
+        fields = ["label", "score"]
+        read_only_fields = fields
+
+
 class SongSerializer(serializers.ModelSerializer):
     playback_url = serializers.SerializerMethodField()
+    tags = SongTagSerializer(many=True, read_only=True)
 
     class Meta:
         model = Song
@@ -31,6 +39,7 @@ class SongSerializer(serializers.ModelSerializer):
             "failure_reason",
             "ingest_note",
             "embedding_model",
+            "tags",
             "created_at",
             "updated_at",
             "playback_url",

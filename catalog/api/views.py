@@ -49,8 +49,14 @@ class SongListApi(ListAPIView):
         return selectors.song_list(
             search=self.request.query_params.get("search", "").strip(),
             status=status_filter,
+            tag=self.request.query_params.get("tag", "").strip(),
             sort=self.request.query_params.get("sort", "newest"),
         )
+
+
+class TagListApi(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"results": [{"label": label, "songs": n} for label, n in selectors.tag_counts()]})
 
 
 class SongDetailApi(APIView):

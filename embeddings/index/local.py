@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass
 from uuid import UUID
 
 import numpy as np
 from django.db import transaction
-from django.db.models import F
 
 from embeddings.base import FloatArray
 from embeddings.index import Hit, VectorIndexError
-from embeddings.models import IndexGeneration, StoredVector
+from embeddings.models import IndexVersion, StoredVector
 
 
 @dataclass
 class _Snapshot:
-    generation: int
+    version: UUID | None
     matrix: FloatArray
     song_ids: list[UUID]
     files: list[str]
@@ -44,8 +44,7 @@ class LocalVectorIndex:
         return array
 
     def _bump(self) -> None:
-        IndexGeneration.objects.get_or_create(model=self.model)
-        IndexGeneration.objects.filter(model=self.model).update(generation=F("generation") + 1)
+        IndexVersion.objects.update_or_create(model=self.model, defaults={"version": uuid.uuid4()})
 
     def upsert(self, song_id: UUID, file: str, vector: FloatArray) -> None:
         array = self._check(vector)
@@ -68,10 +67,10 @@ class LocalVectorIndex:
         return None if row is None else np.frombuffer(bytes(row), dtype="<f4").astype(np.float32)
 
     def _snapshot(self) -> _Snapshot:
-        generation = IndexGeneration.objects.filter(model=self.model).values_list("generation", flat=True).first() or 0
+        version = IndexVersion.objects.filter(model=self.model).values_list("version", flat=True).first()
         with _snapshot_lock:
             cached = _snapshots.get(self.model)
-            if cached is not None and cached.generation == generation:
+            if cached is not None and cached.version == version:
                 return cached
             rows = list(
                 StoredVector.objects.filter(model=self.model, dim=self.dim)
@@ -85,7 +84,7 @@ class LocalVectorIndex:
             for i, row in enumerate(rows):
                 rows_by_file.setdefault(row[1], []).append(i)
             snapshot = _Snapshot(
-                generation=generation,
+                version=version,
                 matrix=matrix,
                 song_ids=[row[0] for row in rows],
                 files=[row[1] for row in rows],

@@ -6,7 +6,7 @@ import pytest
 
 from catalog.models import SongStatus
 from tests import audio
-from tests.factories import SongFactory
+from tests.factories import SongFactory, SongTagFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -115,3 +115,18 @@ def test_system_endpoint_names_the_active_model(api) -> None:
     assert body["embedding_model"] == "features"
     assert body["embedding_dim"] == 222
     assert "audio/mpeg" in body["accepted_content_types"]
+
+
+def test_it_filters_by_sound_tag_and_shows_tags_best_first(api) -> None:
+    guitar = SongFactory.create(title="Strummed")
+    SongTagFactory.create(song=guitar, label="Guitar", score=0.4)
+    SongTagFactory.create(song=guitar, label="Music", score=0.9)
+    drums = SongFactory.create(title="Beats")
+    SongTagFactory.create(song=drums, label="Drum", score=0.7)
+
+    results = api.get("/api/songs/", {"tag": "guitar"}).json()["results"]
+
+    assert [song["title"] for song in results] == ["Strummed"]
+    assert results[0]["tags"] == [{"label": "Music", "score": 0.9}, {"label": "Guitar", "score": 0.4}]
+    tags = api.get("/api/tags/").json()["results"]
+    assert {"label": "Guitar", "songs": 1} in tags

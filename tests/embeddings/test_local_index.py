@@ -7,7 +7,7 @@ import pytest
 
 from embeddings.index import VectorIndexError, get_vector_index
 from embeddings.index.local import _snapshots
-from embeddings.models import IndexGeneration, StoredVector
+from embeddings.models import IndexVersion, StoredVector
 
 pytestmark = pytest.mark.django_db
 
@@ -68,12 +68,13 @@ def test_a_write_from_another_process_is_seen_by_the_next_search() -> None:
     index.upsert(uuid.uuid4(), "a.mp3", _unit([1, 0]))
     assert len(index.search(_unit([1, 0]), limit=5)) == 1
 
-    # Another process writes straight to the database and bumps the generation.
+    # Another process writes straight to the database and changes the version.
     StoredVector.objects.create(
         song_id=uuid.uuid4(), file="b.mp3", model="test-model", dim=2, vector=_unit([0, 1]).tobytes()
     )
-    assert len(index.search(_unit([1, 0]), limit=5)) == 1  # cached until the generation moves
-    IndexGeneration.objects.filter(model="test-model").update(generation=999)
+    assert len(index.search(_unit([1, 0]), limit=5)) == 1  # cached until the version changes
+    fresh = uuid.uuid4()
+    IndexVersion.objects.filter(model="test-model").update(version=fresh)
 
     assert len(index.search(_unit([1, 0]), limit=5)) == 2
-    assert _snapshots["test-model"].generation == 999
+    assert _snapshots["test-model"].version == fresh

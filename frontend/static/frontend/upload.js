@@ -421,11 +421,13 @@ const nextButton = document.getElementById("page-next");
 const searchForm = document.getElementById("catalog-search");
 const searchInput = document.getElementById("search-input");
 const sortSelect = document.getElementById("sort-select");
+const tagSelect = document.getElementById("tag-select");
 
 const initial = new URLSearchParams(window.location.search);
 const catalog = {
   search: initial.get("search") || "",
   sort: initial.get("sort") || "newest",
+  tag: initial.get("tag") || "",
   page: Math.max(1, Number.parseInt(initial.get("page") || "1", 10) || 1),
 };
 searchInput.value = catalog.search;
@@ -454,6 +456,7 @@ function syncAddress() {
   const params = new URLSearchParams();
   if (catalog.search) params.set("search", catalog.search);
   if (catalog.sort !== "newest") params.set("sort", catalog.sort);
+  if (catalog.tag) params.set("tag", catalog.tag);
   if (catalog.page > 1) params.set("page", String(catalog.page));
   const query = params.toString();
   window.history.replaceState(null, "", query ? `?${query}` : window.location.pathname);
@@ -463,6 +466,7 @@ async function loadCatalog() {
   const request = ++catalogRequest;
   const params = new URLSearchParams({ sort: catalog.sort, page: String(catalog.page) });
   if (catalog.search) params.set("search", catalog.search);
+  if (catalog.tag) params.set("tag", catalog.tag);
   catalogList.setAttribute("aria-busy", "true");
   try {
     const data = await api(`${config.urls.songs}?${params}`);
@@ -527,6 +531,29 @@ searchForm.addEventListener("submit", (event) => {
   catalog.page = 1;
   loadCatalog();
 });
+async function loadTags() {
+  try {
+    const data = await api(config.urls.tags);
+    const labels = (data.results || []).map((tag) => tag.label);
+    if (catalog.tag && !labels.includes(catalog.tag)) labels.unshift(catalog.tag);
+    for (const label of labels) {
+      const option = el("option", "", label);
+      option.value = label;
+      tagSelect.append(option);
+    }
+    tagSelect.value = catalog.tag;
+    tagSelect.hidden = labels.length === 0;
+  } catch {
+    tagSelect.hidden = true; // filtering by tag is optional; the catalog still works without it
+  }
+}
+tagSelect.addEventListener("change", () => {
+  catalog.tag = tagSelect.value;
+  catalog.page = 1;
+  loadCatalog();
+});
+loadTags();
+
 sortSelect.addEventListener("change", () => {
   catalog.sort = sortSelect.value;
   catalog.page = 1;
