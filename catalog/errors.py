@@ -12,6 +12,10 @@ class InvalidUpload(CatalogError):
     code = "invalid_upload"
 
 
+class InvalidClip(CatalogError):
+    code = "invalid_clip"
+
+
 class UploadMissing(CatalogError):
     status_code = 409
     code = "upload_missing"

@@ -62,6 +62,20 @@ def ingest(song_id: UUID) -> None:
     logger.info("ingested song %s with %s in %s", song.pk, model_name, timings.steps)
 
 
+def reembed(song: Song, model_name: str) -> None:
+    """Embed a ready song with another model; until this returns the song keeps its current vector."""
+    timings = Timings()
+    with tempfile.TemporaryDirectory(prefix="resonance-reembed-") as workdir:
+        path = fetch(song, Path(workdir), timings)
+        probed = probe(path, timings)
+        audio = decode_audio(path, timings)
+        name, analysis = embed(audio, timings, model_name=model_name)
+        # The new vector goes in first, so an interruption leaves the song on its old, still indexed model.
+        index(song, name, analysis.vector, timings)
+        tag(song, probed, audio, name, analysis.tags, timings)
+    logger.info("re-embedded song %s with %s in %s", song.pk, name, timings.steps)
+
+
 def _start(song_id: UUID) -> Song | None:
     with transaction.atomic():
         song = Song.objects.select_for_update().filter(pk=song_id).first()
@@ -131,10 +145,10 @@ def decode_audio(path: Path, timings: Timings) -> DecodedAudio:
     return audio
 
 
-def embed(audio: DecodedAudio, timings: Timings) -> tuple[str, Analysis]:
+def embed(audio: DecodedAudio, timings: Timings, *, model_name: str | None = None) -> tuple[str, Analysis]:
     started = time.perf_counter()
     try:
-        model = get_embedding_model()
+        model = get_embedding_model(model_name)
         analysis = model.analyse(audio.samples)
     except ModelUnavailable as exc:
         raise IngestFailed(f"The embedding model is not available: {exc}") from exc

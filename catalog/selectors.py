@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from uuid import UUID
 
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from catalog.errors import NotSearchable, ServiceUnavailable
+from catalog.errors import InvalidClip, NotSearchable, ServiceUnavailable
 from catalog.models import Song, SongStatus, SongTag
-from embeddings.index import IndexUnavailable, get_vector_index
-from embeddings.registry import active_model_name, model_dim
+from embeddings.audio import decode
+from embeddings.base import EmbeddingError, FloatArray, ModelUnavailable
+from embeddings.index import IndexUnavailable, VectorIndex, VectorIndexError, get_vector_index
+from embeddings.registry import active_model_name, get_embedding_model, model_dim
 
 SORTS = {"newest": "-created_at", "oldest": "created_at", "title": "title", "artist": "artist"}
 
@@ -51,6 +55,46 @@ def song_get(song_id: UUID | str) -> Song:
         raise Http404(f"No song with id {song_id}.") from None
 
 
+def songs_to_reembed(model_name: str, *, include_current: bool = False) -> QuerySet[Song]:
+    """Ready songs whose vector comes from another model (or every ready song with `include_current`)."""
+    songs = Song.objects.filter(status=SongStatus.READY)
+    if not include_current:
+        songs = songs.exclude(embedding_model=model_name)
+    return songs.order_by("created_at", "id")
+
+
+def similar_to_clip(path: Path, *, limit: int = 10) -> list[Neighbour]:
+    """Ready songs that sound most like an audio clip, which is embedded but never added to the catalog."""
+    try:
+        audio = decode(path, max_seconds=settings.SIMILAR_CLIP_MAX_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS)
+        model = get_embedding_model()
+        vector = model.embed(audio.samples)
+    except EmbeddingError as exc:
+        raise InvalidClip(f"The clip cannot be used: {exc}.") from exc
+    except ModelUnavailable as exc:
+        raise ServiceUnavailable(f"The embedding model is not available: {exc}") from exc
+    return _neighbours(get_vector_index(model.name, model.dim), vector, limit=limit, exclude_song=None)
+
+
+def _neighbours(index: VectorIndex, vector: FloatArray, *, limit: int, exclude_song: Song | None) -> list[Neighbour]:
+    try:
+        # Ask for a few spare hits: some may belong to songs deleted or re-queued since they were indexed.
+        hits = index.search(vector, limit + 5, exclude_file=exclude_song.object_key if exclude_song else None)
+    except IndexUnavailable as exc:
+        raise ServiceUnavailable(f"Search is unavailable right now: {exc}") from exc
+    except VectorIndexError as exc:
+        raise ServiceUnavailable(f"Search failed: {exc}") from exc
+    songs = Song.objects.in_bulk([hit.song_id for hit in hits])
+    neighbours = [
+        Neighbour(song=songs[hit.song_id], score=hit.score)
+        for hit in hits
+        if hit.song_id in songs
+        and songs[hit.song_id].status == SongStatus.READY
+        and (exclude_song is None or hit.song_id != exclude_song.pk)
+    ]
+    return neighbours[:limit]
+
+
 def more_like_this(song: Song, *, limit: int = 10) -> list[Neighbour]:
     """The ready songs that sound most like `song`, best first, never `song` itself."""
     if song.status != SongStatus.READY:
@@ -59,21 +103,13 @@ def more_like_this(song: Song, *, limit: int = 10) -> list[Neighbour]:
     if song.embedding_model != model:
         raise NotSearchable(
             f"This song was embedded with {song.embedding_model or 'no model'}, but the catalog now uses {model}; "
-            "re-embed it to compare."
+            "run `python manage.py reindex` to compare it."
         )
     index = get_vector_index(model, model_dim(model))
     try:
         vector = index.get(song.id)
-        if vector is None:
-            raise NotSearchable("This song is not in the search index yet; try again in a moment.")
-        # Ask for a few spare hits: some may belong to songs deleted or re-queued since they were indexed.
-        hits = index.search(vector, limit + 5, exclude_file=song.object_key)
     except IndexUnavailable as exc:
         raise ServiceUnavailable(f"Search is unavailable right now: {exc}") from exc
-    songs = Song.objects.in_bulk([hit.song_id for hit in hits if hit.song_id != song.id])
-    neighbours = [
-        Neighbour(song=songs[hit.song_id], score=hit.score)
-        for hit in hits
-        if hit.song_id in songs and songs[hit.song_id].status == SongStatus.READY
-    ]
-    return neighbours[:limit]
+    if vector is None:
+        raise NotSearchable("This song is not in the search index yet; try again in a moment.")
+    return _neighbours(index, vector, limit=limit, exclude_song=song)

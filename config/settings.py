@@ -161,6 +161,8 @@ PANNS_CHECKPOINT = env_optional_path("PANNS_CHECKPOINT")
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 8, minimum=1)
 MAX_AUDIO_SECONDS = env_float("MAX_AUDIO_SECONDS", 900.0, minimum=1.0)
 MIN_AUDIO_SECONDS = env_float("MIN_AUDIO_SECONDS", 0.25, minimum=0.0)
+SIMILAR_CLIP_MAX_MB = env_int("SIMILAR_CLIP_MAX_MB", 20, minimum=1)
+SIMILAR_CLIP_MAX_SECONDS = env_float("SIMILAR_CLIP_MAX_SECONDS", 120.0, minimum=1.0)
 
 # --- Vector index ---------------------------------------------------------------------------
 VECTOR_BACKEND = env_choice("VECTOR_BACKEND", "local", ["local"])

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog import selectors, services
 from catalog.api.serializers import NeighbourSerializer, SongSerializer, UploadRequestSerializer
+from catalog.errors import InvalidClip
 from catalog.models import SongStatus
 from embeddings.registry import active_model_name, model_dim
 
@@ -92,6 +97,30 @@ class MoreLikeThisApi(APIView):
                 "results": NeighbourSerializer(neighbours, many=True).data,
             }
         )
+
+
+class SimilarToClipApi(APIView):
+    """Songs that sound like an uploaded clip; the clip is analysed and discarded, never catalogued."""
+
+    parser_classes = [MultiPartParser]
+
+    class Params(serializers.Serializer):
+        clip = serializers.FileField()
+        limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+
+    def post(self, request: Request) -> Response:
+        params = self.Params(data=request.data)
+        params.is_valid(raise_exception=True)
+        clip: UploadedFile = params.validated_data["clip"]
+        if clip.size is not None and clip.size > settings.SIMILAR_CLIP_MAX_MB * 1024 * 1024:
+            raise InvalidClip(f"The clip is larger than {settings.SIMILAR_CLIP_MAX_MB} MB; send a shorter excerpt.")
+        suffix = Path(clip.name or "clip").suffix.lower()[:10]
+        with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
+            for chunk in clip.chunks():
+                handle.write(chunk)
+            handle.flush()
+            neighbours = selectors.similar_to_clip(Path(handle.name), limit=params.validated_data["limit"])
+        return Response({"model": active_model_name(), "results": NeighbourSerializer(neighbours, many=True).data})
 
 
 class SystemApi(APIView):

@@ -130,3 +130,28 @@ def test_it_filters_by_sound_tag_and_shows_tags_best_first(api) -> None:
     assert results[0]["tags"] == [{"label": "Music", "score": 0.9}, {"label": "Guitar", "score": 0.4}]
     tags = api.get("/api/tags/").json()["results"]
     assert {"label": "Guitar", "songs": 1} in tags
+
+
+def test_similar_to_a_clip_finds_its_family_without_adding_the_clip(upload, api, tmp_path: Path) -> None:
+    chord = upload(audio.write(tmp_path / "chord.mp3", audio.chord([220, 277, 330], 5.0)))
+    drums = upload(audio.write(tmp_path / "drums.mp3", audio.noise_bursts(5.0, bpm=120)))
+    clip = audio.write(tmp_path / "query.mp3", audio.noise_bursts(3.0, bpm=126, seed=7))
+
+    with open(clip, "rb") as handle:
+        response = api.post("/api/search/similar/", {"clip": handle, "limit": 2}, format="multipart")
+
+    assert response.status_code == 200, response.json()
+    ids = [result["song"]["id"] for result in response.json()["results"]]
+    assert ids == [str(drums.pk), str(chord.pk)]
+    assert api.get("/api/songs/").json()["count"] == 2
+
+
+def test_similar_to_a_clip_rejects_non_audio_with_a_reason(api, tmp_path: Path) -> None:
+    bogus = tmp_path / "query.mp3"
+    bogus.write_bytes(b"definitely not audio" * 100)
+
+    with open(bogus, "rb") as handle:
+        response = api.post("/api/search/similar/", {"clip": handle}, format="multipart")
+
+    assert response.status_code == 400
+    assert "could not be decoded" in response.json()["detail"]
