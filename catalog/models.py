@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 
@@ -11,6 +12,7 @@ class SongStatus(models.TextChoices):
     PROCESSING = "processing", "Processing"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+    DELETING = "deleting", "Being deleted"
 
 
 class Song(models.Model):
@@ -31,6 +33,9 @@ class Song(models.Model):
     ingest_note = models.TextField(blank=True, help_text="Something a listener should know, e.g. a cut length.")
     embedding_model = models.CharField(max_length=64, blank=True)
     ingest_attempts = models.PositiveIntegerField(default=0)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="songs"
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

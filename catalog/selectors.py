@@ -27,7 +27,7 @@ class Neighbour:
 
 
 def song_list(*, search: str = "", status: str = "", tag: str = "", sort: str = "newest") -> QuerySet[Song]:
-    songs = Song.objects.prefetch_related("tags")
+    songs = Song.objects.exclude(status=SongStatus.DELETING).prefetch_related("tags")
     if search:
         songs = songs.filter(
             Q(title__icontains=search)
@@ -48,9 +48,10 @@ def tag_counts(limit: int = 50) -> list[tuple[str, int]]:
     return [(row["label"], row["songs"]) for row in rows]
 
 
-def song_get(song_id: UUID | str) -> Song:
+def song_get(song_id: UUID | str, *, include_deleting: bool = False) -> Song:
+    songs = Song.objects.all() if include_deleting else Song.objects.exclude(status=SongStatus.DELETING)
     try:
-        return Song.objects.prefetch_related("tags").get(pk=song_id)
+        return songs.prefetch_related("tags").get(pk=song_id)
     except (Song.DoesNotExist, ValueError):
         raise Http404(f"No song with id {song_id}.") from None
 

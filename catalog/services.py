@@ -9,6 +9,7 @@ import uuid
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
 from catalog.errors import InvalidState, InvalidUpload, UploadMissing
@@ -50,7 +51,9 @@ def safe_file_name(name: str) -> str:
     return cleaned[:120] or "audio"
 
 
-def create_upload(*, file_name: str, content_type: str, size: int) -> tuple[Song, UploadTicket]:
+def create_upload(
+    *, file_name: str, content_type: str, size: int, uploaded_by: AbstractBaseUser | None = None
+) -> tuple[Song, UploadTicket]:
     """Register a song waiting for its file and hand out a presigned upload for a server-chosen key."""
     content_type = content_type.split(";")[0].strip().lower()
     if content_type not in AUDIO_CONTENT_TYPES:
@@ -70,6 +73,7 @@ def create_upload(*, file_name: str, content_type: str, size: int) -> tuple[Song
         content_type=content_type,
         size=size,
         status=SongStatus.PENDING_UPLOAD,
+        uploaded_by=uploaded_by,
     )
     ticket = get_storage().presign_upload(
         song.object_key,
@@ -131,11 +135,17 @@ def mark_failed(song_id: UUID, reason: str) -> None:
 
 
 def delete_song(song: Song) -> None:
-    """Remove the song's vectors, its stored file, then the row, so a failure leaves it retryable."""
-    from embeddings.index import get_vector_index
-    from embeddings.registry import model_dim
+    """Remove a song everywhere: vectors, then the stored file, then the row.
 
-    if song.embedding_model:
-        get_vector_index(song.embedding_model, model_dim(song.embedding_model)).delete(song.id)
+    The song is first marked `deleting` (hidden from lists and search); if a step fails it stays so, and
+    calling this again (or `check_consistency --fix`) finishes the job. Nothing is left orphaned.
+    """
+    from embeddings.index import get_vector_index
+    from embeddings.registry import available_models, model_dim
+
+    Song.objects.filter(pk=song.pk).update(status=SongStatus.DELETING)
+    for model in available_models():
+        get_vector_index(model, model_dim(model)).delete(song.pk)
     get_storage().delete(song.object_key)
-    song.delete()
+    Song.objects.filter(pk=song.pk).delete()
+    logger.info("deleted song %s (%s)", song.pk, song.object_key)

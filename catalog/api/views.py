@@ -14,20 +14,27 @@ from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from catalog import selectors, services
+from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong
 from catalog.api.serializers import NeighbourSerializer, SongSerializer, UploadRequestSerializer
 from catalog.errors import InvalidClip
-from catalog.models import SongStatus
+from catalog.models import Song, SongStatus
 from embeddings.registry import active_model_name, model_dim
 
 
 class UploadCreateApi(APIView):
+    permission_classes = [CanBrowse, CanUpload]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "uploads"
+
     def post(self, request: Request) -> Response:
         data = UploadRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        song, ticket = services.create_upload(**data.validated_data)
+        uploader = request.user if request.user.is_authenticated else None
+        song, ticket = services.create_upload(**data.validated_data, uploaded_by=uploader)
         return Response(
             {
                 "song_id": str(song.id),
@@ -65,23 +72,42 @@ class TagListApi(APIView):
 
 
 class SongDetailApi(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [IsStaff()] if self.request.method == "DELETE" else super().get_permissions()
+
     def get(self, request: Request, song_id: UUID) -> Response:
         return Response(SongSerializer(selectors.song_get(song_id)).data)
 
+    def delete(self, request: Request, song_id: UUID) -> Response:
+        services.delete_song(selectors.song_get(song_id, include_deleting=True))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
-class SongUploadedApi(APIView):
+
+class _OwnedSongApi(APIView):
+    permission_classes = [CanBrowse, CanUpload, OwnsSong]
+
+    def owned_song(self, request: Request, song_id: UUID) -> Song:
+        song = selectors.song_get(song_id)
+        self.check_object_permissions(request, song)
+        return song
+
+
+class SongUploadedApi(_OwnedSongApi):
     def post(self, request: Request, song_id: UUID) -> Response:
-        song = services.confirm_upload(selectors.song_get(song_id))
+        song = services.confirm_upload(self.owned_song(request, song_id))
         return Response(SongSerializer(song).data, status=status.HTTP_202_ACCEPTED)
 
 
-class SongRetryApi(APIView):
+class SongRetryApi(_OwnedSongApi):
     def post(self, request: Request, song_id: UUID) -> Response:
-        song = services.retry_ingest(selectors.song_get(song_id))
+        song = services.retry_ingest(self.owned_song(request, song_id))
         return Response(SongSerializer(song).data, status=status.HTTP_202_ACCEPTED)
 
 
 class MoreLikeThisApi(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "searches"
+
     class Params(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
 
@@ -103,6 +129,8 @@ class SimilarToClipApi(APIView):
     """Songs that sound like an uploaded clip; the clip is analysed and discarded, never catalogued."""
 
     parser_classes = [MultiPartParser]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "searches"
 
     class Params(serializers.Serializer):
         clip = serializers.FileField()

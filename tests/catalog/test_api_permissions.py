@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from catalog.models import Song
+from tests import audio
+from tests.factories import SongFactory
+
+pytestmark = pytest.mark.django_db
+
+UPLOAD = {"file_name": "a.mp3", "content_type": "audio/mpeg", "size": 100}
+
+
+@pytest.fixture
+def clients() -> dict[str, APIClient]:
+    anonymous = APIClient()
+    user = APIClient()
+    user.force_authenticate(User.objects.create_user("listener", password="pw-listener-123"))
+    staff = APIClient()
+    staff.force_authenticate(User.objects.create_user("curator", password="pw-curator-123", is_staff=True))
+    return {"anonymous": anonymous, "user": user, "staff": staff}
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_browsing_is_public_or_login_only(clients, settings, public) -> None:
+    settings.PUBLIC_CATALOG = public
+    song = SongFactory.create()
+
+    for who, client in clients.items():
+        expected = 200 if public or who != "anonymous" else 403
+        assert client.get("/api/songs/").status_code == expected, who
+        assert client.get(f"/api/songs/{song.pk}/").status_code == expected, who
+
+
+@pytest.mark.parametrize("anonymous_uploads", [True, False])
+def test_uploads_need_a_user_unless_opened(clients, settings, anonymous_uploads) -> None:
+    settings.ALLOW_ANONYMOUS_UPLOADS = anonymous_uploads
+
+    for who, client in clients.items():
+        expected = 201 if anonymous_uploads or who != "anonymous" else 403
+        assert client.post("/api/uploads/", UPLOAD, format="json").status_code == expected, who
+
+
+def test_each_song_records_its_uploader(clients) -> None:
+    response = clients["user"].post("/api/uploads/", UPLOAD, format="json")
+
+    assert Song.objects.get(pk=response.json()["song_id"]).uploaded_by.username == "listener"
+
+
+def test_a_user_cannot_confirm_or_retry_another_users_upload(clients) -> None:
+    song_id = clients["user"].post("/api/uploads/", UPLOAD, format="json").json()["song_id"]
+    other = APIClient()
+    other.force_authenticate(User.objects.create_user("intruder", password="pw-intruder-123"))
+
+    assert other.post(f"/api/songs/{song_id}/uploaded/").status_code == 403
+    assert other.post(f"/api/songs/{song_id}/retry/").status_code == 403
+    # Staff may act on anyone's upload; the file has not arrived, which is the next thing they are told.
+    assert clients["staff"].post(f"/api/songs/{song_id}/uploaded/").status_code == 409
+
+
+def test_only_staff_can_delete(clients, upload, tmp_path: Path) -> None:
+    song = upload(audio.write(tmp_path / "gone.mp3", audio.tone(440, 2.0)))
+
+    assert clients["anonymous"].delete(f"/api/songs/{song.pk}/").status_code == 403
+    assert clients["user"].delete(f"/api/songs/{song.pk}/").status_code == 403
+    assert clients["staff"].delete(f"/api/songs/{song.pk}/").status_code == 204
+    assert not Song.objects.filter(pk=song.pk).exists()
+
+
+def test_scripts_authenticate_with_a_token(settings) -> None:
+    settings.ALLOW_ANONYMOUS_UPLOADS = False
+    user = User.objects.create_user("script", password="pw-script-12345")
+    token = Token.objects.create(user=user)
+    client = APIClient()
+
+    assert client.post("/api/uploads/", UPLOAD, format="json").status_code == 403
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.post("/api/uploads/", UPLOAD, format="json").status_code == 201
+
+
+def test_session_writes_need_a_csrf_token() -> None:
+    User.objects.create_user("browser", password="pw-browser-123")
+    client = APIClient(enforce_csrf_checks=True)
+    assert client.login(username="browser", password="pw-browser-123")
+
+    response = client.post("/api/uploads/", UPLOAD, format="json")
+
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
