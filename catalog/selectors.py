@@ -114,3 +114,8 @@ def more_like_this(song: Song, *, limit: int = 10) -> list[Neighbour]:
     if vector is None:
         raise NotSearchable("This song is not in the search index yet; try again in a moment.")
     return _neighbours(index, vector, limit=limit, exclude_song=song)
+
+
+def ready_song_count() -> int:
+    """How many songs can be searched by sound right now."""
+    return Song.objects.filter(status=SongStatus.READY).count()

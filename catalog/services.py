@@ -9,7 +9,7 @@ import uuid
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from catalog.errors import InvalidState, InvalidUpload, UploadMissing
@@ -52,7 +52,7 @@ def safe_file_name(name: str) -> str:
 
 
 def create_upload(
-    *, file_name: str, content_type: str, size: int, uploaded_by: AbstractBaseUser | None = None
+    *, file_name: str, content_type: str, size: int, uploaded_by: User | None = None
 ) -> tuple[Song, UploadTicket]:
     """Register a song waiting for its file and hand out a presigned upload for a server-chosen key."""
     content_type = content_type.split(";")[0].strip().lower()
@@ -118,6 +118,24 @@ def retry_ingest(song: Song) -> Song:
         if Song.objects.filter(pk=song.pk, status=SongStatus.FAILED).update(status=SongStatus.UPLOADED):
             _queue_ingest(song.pk)
     song.refresh_from_db()
+    return song
+
+
+def reembed_song(song: Song) -> Song:
+    """Queue a ready or failed song for a fresh ingest with the active model (e.g. after a model change)."""
+    if song.status not in {SongStatus.READY, SongStatus.FAILED}:
+        raise InvalidState(f"Only ready or failed songs can be re-embedded; this one is {song.status}.")
+    with transaction.atomic():
+        if Song.objects.filter(pk=song.pk, status=song.status).update(status=SongStatus.UPLOADED):
+            _queue_ingest(song.pk)
+    song.refresh_from_db()
+    return song
+
+
+def update_song_details(song: Song, *, title: str, artist: str, album: str) -> Song:
+    """Edit what people see and search by; the sound, and so the vector, is unchanged."""
+    song.title, song.artist, song.album = title.strip()[:500], artist.strip()[:500], album.strip()[:500]
+    song.save(update_fields=["title", "artist", "album", "updated_at"])
     return song
 
 

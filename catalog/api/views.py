@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -72,7 +73,7 @@ class TagListApi(APIView):
 
 
 class SongDetailApi(APIView):
-    def get_permissions(self) -> list[Any]:
+    def get_permissions(self) -> Sequence[Any]:
         return [IsStaff()] if self.request.method == "DELETE" else super().get_permissions()
 
     def get(self, request: Request, song_id: UUID) -> Response:
