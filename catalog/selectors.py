@@ -7,7 +7,7 @@ from pathlib import Path
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
 
 from catalog.errors import InvalidClip, NotSearchable, ServiceUnavailable
@@ -46,6 +46,30 @@ def tag_counts(limit: int = 50) -> list[tuple[str, int]]:
     """The most common sound tags in the catalog, for filters."""
     rows = SongTag.objects.values("label").annotate(songs=Count("song")).order_by("-songs", "label")[:limit]
     return [(row["label"], row["songs"]) for row in rows]
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    songs: int
+    audio_hours: float
+    bytes: int
+    by_status: dict[str, int]
+    by_model: dict[str, int]
+    top_tags: list[tuple[str, int]]
+
+
+def catalog_stats() -> CatalogStats:
+    totals = Song.objects.aggregate(songs=Count("id"), seconds=Sum("duration_seconds"), bytes=Sum("size"))
+    by_status = dict(Song.objects.values_list("status").annotate(n=Count("id")).order_by("status"))
+    by_model = dict(Song.objects.filter(status=SongStatus.READY).values_list("embedding_model").annotate(n=Count("id")))
+    return CatalogStats(
+        songs=totals["songs"] or 0,
+        audio_hours=(totals["seconds"] or 0.0) / 3600,
+        bytes=totals["bytes"] or 0,
+        by_status=by_status,
+        by_model=by_model,
+        top_tags=tag_counts(10),
+    )
 
 
 def song_get(song_id: UUID | str, *, include_deleting: bool = False) -> Song:

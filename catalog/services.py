@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import mimetypes
 import re
 import unicodedata
 import uuid
+from pathlib import Path
 from uuid import UUID
 
 from django.conf import settings
@@ -84,6 +87,44 @@ def create_upload(
     return song, ticket
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def import_file(path: Path, *, uploaded_by: User | None = None) -> Song | None:
+    """Register a local audio file and copy it to storage, ready to ingest; None if its bytes are already here."""
+    content_type = (mimetypes.guess_type(path.name)[0] or "").lower()
+    if content_type not in AUDIO_CONTENT_TYPES:
+        raise InvalidUpload(f"{path.name} does not look like audio (type {content_type or 'unknown'}).")
+    size = path.stat().st_size
+    if size < 1 or size > max_upload_bytes():
+        raise InvalidUpload(f"{path.name} is {size} bytes; files must be 1 byte to {settings.MAX_UPLOAD_MB} MB.")
+    digest = file_sha256(path)
+    if Song.objects.filter(sha256=digest).exclude(status=SongStatus.DELETING).exists():
+        return None
+    song_id = uuid.uuid4()
+    song = Song.objects.create(
+        id=song_id,
+        object_key=f"uploads/{song_id}/{safe_file_name(path.name)}",
+        original_file_name=path.name[:255],
+        content_type=content_type,
+        size=size,
+        sha256=digest,
+        status=SongStatus.UPLOADED,
+        uploaded_by=uploaded_by,
+    )
+    try:
+        get_storage().put(song.object_key, path, content_type=content_type)
+    except Exception:
+        song.delete()  # no row without its file
+        raise
+    return song
+
+
 def confirm_upload(song: Song) -> Song:
     """The browser says the file is in storage: check it is, and queue the ingest."""
     if song.status in {SongStatus.UPLOADED, SongStatus.PROCESSING, SongStatus.READY}:
@@ -137,6 +178,11 @@ def update_song_details(song: Song, *, title: str, artist: str, album: str) -> S
     song.title, song.artist, song.album = title.strip()[:500], artist.strip()[:500], album.strip()[:500]
     song.save(update_fields=["title", "artist", "album", "updated_at"])
     return song
+
+
+def queue_ingest(song: Song) -> None:
+    """Hand an uploaded song to the workers once the current transaction commits."""
+    _queue_ingest(song.pk)
 
 
 def _queue_ingest(song_id: UUID) -> None:

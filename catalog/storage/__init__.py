@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +46,14 @@ class Storage(Protocol):
         ...
 
     def download(self, key: str, destination: Path) -> None: ...
+
+    def put(self, key: str, source: Path, *, content_type: str) -> None:
+        """Store a local file under `key` (imports); never overwrites an existing object."""
+        ...
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Every object key under `prefix` (consistency checks)."""
+        ...
 
     def playback_url(self, key: str, *, expires_in: int) -> str: ...
 

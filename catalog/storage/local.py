@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -102,15 +103,23 @@ class LocalStorage:
         content_type = type_file.read_text() if type_file.is_file() else "application/octet-stream"
         return StoredObject(size=path.stat().st_size, content_type=content_type)
 
-    def save(self, key: str, source: BinaryIO, *, content_type: str) -> None:
-        """Write an object directly (imports and tests); overwrites nothing."""
+    def put(self, key: str, source: Path, *, content_type: str) -> None:
         path = self.path_for(key)
         if path.exists():
             raise StorageError(f"object {key!r} already exists")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "xb") as out:
-            shutil.copyfileobj(source, out, CHUNK)
+        with open(source, "rb") as handle, open(path, "xb") as out:
+            shutil.copyfileobj(handle, out, CHUNK)
         path.with_name(path.name + ".type").write_text(content_type)
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        base = self.root.resolve()
+        folder = base / prefix
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.name.endswith(".type") and not path.name.startswith(".upload-"):
+                yield path.relative_to(base).as_posix()
 
     def download(self, key: str, destination: Path) -> None:
         path = self.path_for(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,22 @@ class S3Storage:
         except RetriesExceededError as exc:  # the body stream kept breaking off mid-download
             cause = getattr(exc, "last_exception", exc)
             raise StorageUnavailable(f"S3 kept dropping the download of {key!r}: {cause}") from exc
+
+    def put(self, key: str, source: Path, *, content_type: str) -> None:
+        if self.stat(key) is not None:
+            raise StorageError(f"object {key!r} already exists")
+        try:
+            self._client.upload_file(str(source), self.bucket, key, ExtraArgs={"ContentType": content_type})
+        except (ClientError, BotoCoreError, RetriesExceededError) as exc:
+            raise _translate(exc, key) from exc
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield str(item["Key"])
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, prefix) from exc
 
     def playback_url(self, key: str, *, expires_in: int) -> str:
         url: str = self._public.generate_presigned_url(
