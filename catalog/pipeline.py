@@ -52,14 +52,41 @@ def ingest(song_id: UUID) -> None:
     if song is None:
         return
     timings = Timings()
-    with tempfile.TemporaryDirectory(prefix="resonance-ingest-") as workdir:
-        path = fetch(song, Path(workdir), timings)
-        probed = probe(path, timings)
-        audio = decode_audio(path, timings)
-        model_name, analysis = embed(audio, timings)
-        index(song, model_name, analysis.vector, timings)
-        tag(song, probed, audio, model_name, analysis.tags, timings)
-    logger.info("ingested song %s with %s in %s", song.pk, model_name, timings.steps)
+    try:
+        with tempfile.TemporaryDirectory(prefix="resonance-ingest-") as workdir:
+            path = fetch(song, Path(workdir), timings)
+            probed = probe(path, timings)
+            audio = decode_audio(path, timings)
+            model_name, analysis = embed(audio, timings)
+            index(song, model_name, analysis.vector, timings)
+            tag(song, probed, audio, model_name, analysis.tags, timings)
+    except Exception as exc:
+        _log_ingest(song, timings, outcome="error", error=f"{type(exc).__name__}: {exc}")
+        raise
+    _log_ingest(song, timings, outcome="ready", audio_seconds=round(audio.seconds, 2))
+
+
+def _log_ingest(song: Song, timings: Timings, **fields: object) -> None:
+    model = song.embedding_model
+    try:
+        loaded = get_embedding_model()
+        model, device = loaded.name, loaded.device
+    except ModelUnavailable:
+        device = "unavailable"
+    logger.info(
+        "ingest of song %s: %s",
+        song.pk,
+        fields["outcome"],
+        extra={
+            "event": "ingest",
+            "song_id": str(song.pk),
+            "model": model,
+            "device": device,
+            "steps": timings.steps,
+            "total_s": round(sum(timings.steps.values()), 3),
+            **fields,
+        },
+    )
 
 
 def reembed(song: Song, model_name: str) -> None:

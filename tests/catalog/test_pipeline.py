@@ -105,3 +105,22 @@ def test_a_failed_song_can_be_retried_and_become_ready(
     song.refresh_from_db()
     assert song.status == SongStatus.READY
     assert song.failure_reason == ""
+
+
+def test_each_ingest_logs_one_structured_line_with_step_durations(upload, tmp_path: Path, caplog) -> None:
+    import json
+    import logging
+
+    from config.logging import JsonFormatter
+
+    caplog.set_level(logging.INFO, logger="catalog.pipeline")
+    song = upload(audio.write(tmp_path / "logged.mp3", audio.tone(440, 2.0)))
+
+    records = [r for r in caplog.records if getattr(r, "event", None) == "ingest"]
+    assert len(records) == 1
+    line = json.loads(JsonFormatter().format(records[0]))
+    assert line["song_id"] == str(song.pk)
+    assert line["model"] == "features"
+    assert line["device"] == "cpu"
+    assert line["outcome"] == "ready"
+    assert list(line["steps"]) == ["fetch", "probe", "decode", "embed", "index", "tag"]
