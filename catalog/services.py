@@ -211,5 +211,5 @@ def delete_song(song: Song) -> None:
     for model in available_models():
         get_vector_index(model, model_dim(model)).delete(song.pk)
     get_storage().delete(song.object_key)
-    Song.objects.filter(pk=song.pk).delete()
+    song.delete()
     logger.info("deleted song %s (%s)", song.pk, song.object_key)
