@@ -8,12 +8,14 @@ import mimetypes
 import re
 import unicodedata
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from catalog.errors import InvalidState, InvalidUpload, UploadMissing
 from catalog.models import Song, SongStatus
@@ -189,6 +191,20 @@ def _queue_ingest(song_id: UUID) -> None:
     from catalog.tasks import ingest_song_task
 
     transaction.on_commit(lambda: ingest_song_task.delay(str(song_id)))
+
+
+def expire_stale_uploads(*, older_than: timedelta) -> int:
+    """Remove songs whose upload was never finished or never confirmed, with any object they left."""
+    cutoff = timezone.now() - older_than
+    stale = Song.objects.filter(status=SongStatus.PENDING_UPLOAD, created_at__lt=cutoff)
+    removed = 0
+    for song in stale:
+        get_storage().delete(song.object_key)  # an upload that arrived but was never confirmed
+        song.delete()
+        removed += 1
+    if removed:
+        logger.info("expired %d unfinished uploads older than %s", removed, older_than)
+    return removed
 
 
 def mark_failed(song_id: UUID, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -41,3 +42,8 @@ class IngestTask(Task):
 )
 def ingest_song_task(self: Task, song_id: str) -> None:
     pipeline.ingest(UUID(song_id))
+
+
+@shared_task(name="catalog.expire_stale_uploads", acks_late=True)
+def expire_stale_uploads_task() -> int:
+    return services.expire_stale_uploads(older_than=timedelta(hours=settings.UPLOAD_EXPIRY_HOURS))

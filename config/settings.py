@@ -32,6 +32,20 @@ if not SECRET_KEY:
 
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false.")
     SECRET_KEY = "insecure-development-key-set-DJANGO_SECRET_KEY-in-production"  # noqa: S105
+# Production serves HTTPS (directly or behind a proxy that sets X-Forwarded-Proto); set false only for local trials.
+HTTPS = env_bool("HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
@@ -43,13 +57,18 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "catalog",
     "embeddings",
+    "fingerprints",
     "frontend",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.security.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -125,7 +144,26 @@ STORAGES = {
     },
 }
 
+# --- Access ---------------------------------------------------------------------------------
+# Anyone may browse and search; set false to require a login for every page and read endpoint.
+PUBLIC_CATALOG = env_bool("PUBLIC_CATALOG", True)
+# Open uploads to visitors who are not logged in (the default only while debugging).
+ALLOW_ANONYMOUS_UPLOADS = env_bool("ALLOW_ANONYMOUS_UPLOADS", DEBUG)
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
 REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["catalog.api.permissions.CanBrowse"],
+    "DEFAULT_THROTTLE_RATES": {
+        "uploads": env_str("UPLOAD_RATE_LIMIT", "120/hour"),
+        "searches": env_str("SEARCH_RATE_LIMIT", "600/minute"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("API_PAGE_SIZE", 25, minimum=1, maximum=500),
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
@@ -133,11 +171,31 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "catalog.api.errors.exception_handler",
 }
 
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Resonance API",
+    "DESCRIPTION": "A music catalog that finds songs by how they sound.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI served from this site, not a CDN: works offline and under the strict CSP.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "config.logging.KeyValueFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": env_choice("LOG_FORMAT", "plain", ["plain", "json"]),
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
@@ -150,14 +208,23 @@ S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL", "") or None
 S3_PUBLIC_ENDPOINT_URL = env_str("S3_PUBLIC_ENDPOINT_URL", "") or S3_ENDPOINT_URL
 S3_REGION = env_str("S3_REGION", "us-east-1")
 MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 200, minimum=1)
+# Songs whose upload is not finished and confirmed within this many hours are removed, with any stored file.
+UPLOAD_EXPIRY_HOURS = env_float("UPLOAD_EXPIRY_HOURS", 24.0, minimum=0.01)
 UPLOAD_URL_EXPIRY_SECONDS = env_int("UPLOAD_URL_EXPIRY_SECONDS", 900, minimum=10)
 PLAYBACK_URL_EXPIRY_SECONDS = env_int("PLAYBACK_URL_EXPIRY_SECONDS", 3600, minimum=10)
 
 # --- Audio and embeddings -------------------------------------------------------------------
-EMBEDDING_MODEL = env_choice("EMBEDDING_MODEL", "auto", ["auto", "panns-cnn14", "features"])
+EMBEDDING_MODEL = env_choice("EMBEDDING_MODEL", "auto", ["auto", "panns-cnn14", "panns-cnn10", "features"])
 EMBEDDING_DEVICE = env_str("EMBEDDING_DEVICE", "auto")
+# auto: float16 on a GPU, float32 on a CPU. Only the PANNs conv stack runs in 16 bits; the mel front end stays float32.
+EMBEDDING_PRECISION = env_choice("EMBEDDING_PRECISION", "auto", ["auto", "float32", "float16", "bfloat16"])
 PANNS_DATA_DIR = env_path("PANNS_DATA_DIR", VAR_DIR / "models")
+# Overrides PANNS_DATA_DIR/<checkpoint file> for the configured PANNs model only.
 PANNS_CHECKPOINT = env_optional_path("PANNS_CHECKPOINT")
+# The AudioSet label CSV that names the sound tags; default: class_labels_indices.csv beside the checkpoint.
+PANNS_LABELS = env_optional_path("PANNS_LABELS")
+PANNS_TOP_TAGS = env_int("PANNS_TOP_TAGS", 5, minimum=0)
+PANNS_TAG_MIN_SCORE = env_float("PANNS_TAG_MIN_SCORE", 0.05, minimum=0.0)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 8, minimum=1)
 MAX_AUDIO_SECONDS = env_float("MAX_AUDIO_SECONDS", 900.0, minimum=1.0)
 MIN_AUDIO_SECONDS = env_float("MIN_AUDIO_SECONDS", 0.25, minimum=0.0)
@@ -165,7 +232,23 @@ SIMILAR_CLIP_MAX_MB = env_int("SIMILAR_CLIP_MAX_MB", 20, minimum=1)
 SIMILAR_CLIP_MAX_SECONDS = env_float("SIMILAR_CLIP_MAX_SECONDS", 120.0, minimum=1.0)
 
 # --- Vector index ---------------------------------------------------------------------------
-VECTOR_BACKEND = env_choice("VECTOR_BACKEND", "local", ["local"])
+VECTOR_BACKEND = env_choice("VECTOR_BACKEND", "local", ["local", "atlas"])
+# local: at this many vectors of one model, search scans an int8 copy and re-scores candidates exactly (0: never).
+LOCAL_INDEX_FAST_THRESHOLD = env_int("LOCAL_INDEX_FAST_THRESHOLD", 20000, minimum=0)
+# atlas: MongoDB Atlas Vector Search (or the mongodb/mongodb-atlas-local image); see `manage.py atlas_index`.
+MONGODB_URI = env_str("MONGODB_URI", "")
+MONGODB_DB = env_str("MONGODB_DB", "resonance")
+MONGODB_COLLECTION = env_str("MONGODB_COLLECTION", "song_vectors")
+ATLAS_INDEX_NAME = env_str("ATLAS_INDEX_NAME", "song_vectors")
+# numCandidates = min(factor x limit, 10000): more candidates, better recall, slower queries.
+ATLAS_NUM_CANDIDATES_FACTOR = env_int("ATLAS_NUM_CANDIDATES_FACTOR", 20, minimum=1, maximum=10000)
+if VECTOR_BACKEND == "atlas" and not MONGODB_URI:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "VECTOR_BACKEND=atlas needs MONGODB_URI, e.g. mongodb+srv://user:password@cluster.example.mongodb.net/ "
+        "or mongodb://localhost:27017/?directConnection=true for mongodb/mongodb-atlas-local."
+    )
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -174,3 +257,14 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 INGEST_MAX_RETRIES = env_int("INGEST_MAX_RETRIES", 5, minimum=0)
 # Redis redelivers unacknowledged tasks after this long; it must exceed the longest ingest.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+
+# --- Fingerprints ("what song is this?") ----------------------------------------------------
+# The backend follows VECTOR_BACKEND: local (database + in-memory table) or atlas (MONGODB_URI, MONGODB_DB).
+# identify() names a song only when at least this many landmarks of the clip agree on one time offset in it...
+FINGERPRINT_MIN_MATCHES = env_int("FINGERPRINT_MIN_MATCHES", 10, minimum=1)
+# ...and its confidence (0..1, from the margin over the runner-up song; see fingerprints/selectors.py) is this high.
+FINGERPRINT_MIN_CONFIDENCE = env_float("FINGERPRINT_MIN_CONFIDENCE", 0.5, minimum=0.0)
+# identify() fingerprints at most this many seconds of a clip (its start); longer clips only cost time.
+FINGERPRINT_MAX_QUERY_SECONDS = env_float("FINGERPRINT_MAX_QUERY_SECONDS", 30.0, minimum=1.0)
+# atlas: the MongoDB collection of landmarks (one document per song and hash, indexed on the hash).
+FINGERPRINT_COLLECTION = env_str("FINGERPRINT_COLLECTION", "fingerprints")

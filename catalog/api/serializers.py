@@ -62,3 +62,49 @@ class SongBriefSerializer(serializers.ModelSerializer):
 class NeighbourSerializer(serializers.Serializer):
     song = SongBriefSerializer()
     score = serializers.FloatField()
+
+
+# Response shapes, for the OpenAPI schema.
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField(required=False)
+
+
+class UploadTargetSerializer(serializers.Serializer):
+    method = serializers.ChoiceField(choices=["PUT", "POST"])
+    url = serializers.URLField()
+    fields = serializers.DictField(child=serializers.CharField(), help_text="Form fields to send before the file")  # type: ignore[assignment]  # the response field is named "fields"
+    headers = serializers.DictField(child=serializers.CharField(), help_text="Headers to send with a PUT")
+    expires_in = serializers.IntegerField()
+
+
+class UploadResponseSerializer(serializers.Serializer):
+    song_id = serializers.UUIDField()
+    upload = UploadTargetSerializer()
+    song = SongSerializer()
+
+
+class NeighboursResponseSerializer(serializers.Serializer):
+    song_id = serializers.UUIDField(required=False)
+    model = serializers.CharField()
+    results = NeighbourSerializer(many=True)
+
+
+class TagCountSerializer(serializers.Serializer):
+    label = serializers.CharField()  # type: ignore[assignment]  # the response field is named "label"
+    songs = serializers.IntegerField()
+
+
+class TagListSerializer(serializers.Serializer):
+    results = TagCountSerializer(many=True)
+
+
+class SystemSerializer(serializers.Serializer):
+    embedding_model = serializers.CharField()
+    embedding_dim = serializers.IntegerField()
+    vector_backend = serializers.CharField()
+    storage_backend = serializers.CharField()
+    max_upload_mb = serializers.IntegerField()
+    accepted_content_types = serializers.ListField(child=serializers.CharField())

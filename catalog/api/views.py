@@ -10,6 +10,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
@@ -20,10 +21,32 @@ from rest_framework.views import APIView
 
 from catalog import selectors, services
 from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong
-from catalog.api.serializers import NeighbourSerializer, SongSerializer, UploadRequestSerializer
+from catalog.api.serializers import (
+    ErrorSerializer,
+    NeighbourSerializer,
+    NeighboursResponseSerializer,
+    SongSerializer,
+    SystemSerializer,
+    TagListSerializer,
+    UploadRequestSerializer,
+    UploadResponseSerializer,
+)
 from catalog.errors import InvalidClip
 from catalog.models import Song, SongStatus
 from embeddings.registry import active_model_name, model_dim
+
+
+def errors(**described: str) -> dict[int, OpenApiResponse]:
+    """Error responses for the schema: status code → when it happens."""
+    return {
+        int(code.lstrip("e")): OpenApiResponse(ErrorSerializer, description=text) for code, text in described.items()
+    }
+
+
+NOT_FOUND = "No song with this id."
+FORBIDDEN = "Not allowed for this user (see PUBLIC_CATALOG, ALLOW_ANONYMOUS_UPLOADS, staff rights)."
+THROTTLED = "Too many requests; retry after the Retry-After header."
+UNAVAILABLE = "Storage, the vector index or the model is unavailable; retry later."
 
 
 class UploadCreateApi(APIView):
@@ -31,6 +54,14 @@ class UploadCreateApi(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "uploads"
 
+    @extend_schema(
+        summary="Register an upload and get a presigned URL",
+        request=UploadRequestSerializer,
+        responses={
+            201: UploadResponseSerializer,
+            **errors(e400="Not an accepted audio type, empty, or over MAX_UPLOAD_MB.", e403=FORBIDDEN, e429=THROTTLED),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = UploadRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -52,6 +83,16 @@ class UploadCreateApi(APIView):
         )
 
 
+@extend_schema(
+    summary="List and search songs",
+    parameters=[
+        OpenApiParameter("search", str, description="Matches title, artist, album or file name"),
+        OpenApiParameter("status", str, enum=SongStatus.values),
+        OpenApiParameter("tag", str, description="Only songs with this sound tag"),
+        OpenApiParameter("sort", str, enum=list(selectors.SORTS)),
+    ],
+    responses={200: SongSerializer(many=True), **errors(e400="Unknown status.", e403=FORBIDDEN)},
+)
 class SongListApi(ListAPIView):
     serializer_class = SongSerializer
 
@@ -68,6 +109,7 @@ class SongListApi(ListAPIView):
 
 
 class TagListApi(APIView):
+    @extend_schema(summary="Most common sound tags", responses={200: TagListSerializer, **errors(e403=FORBIDDEN)})
     def get(self, request: Request) -> Response:
         return Response({"results": [{"label": label, "songs": n} for label, n in selectors.tag_counts()]})
 
@@ -76,9 +118,14 @@ class SongDetailApi(APIView):
     def get_permissions(self) -> Sequence[Any]:
         return [IsStaff()] if self.request.method == "DELETE" else super().get_permissions()
 
+    @extend_schema(summary="One song", responses={200: SongSerializer, **errors(e403=FORBIDDEN, e404=NOT_FOUND)})
     def get(self, request: Request, song_id: UUID) -> Response:
         return Response(SongSerializer(selectors.song_get(song_id)).data)
 
+    @extend_schema(
+        summary="Delete a song with its file and vectors (staff)",
+        responses={204: None, **errors(e403=FORBIDDEN, e404=NOT_FOUND, e503=UNAVAILABLE + " The song stays hidden.")},
+    )
     def delete(self, request: Request, song_id: UUID) -> Response:
         services.delete_song(selectors.song_get(song_id, include_deleting=True))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -94,12 +141,34 @@ class _OwnedSongApi(APIView):
 
 
 class SongUploadedApi(_OwnedSongApi):
+    @extend_schema(
+        summary="Confirm the file is uploaded and queue its ingest",
+        request=None,
+        responses={
+            202: SongSerializer,
+            **errors(
+                e400="The stored file is not the declared size; it was removed.",
+                e403=FORBIDDEN,
+                e404=NOT_FOUND,
+                e409="The file has not arrived, or the song is failed (retry it instead).",
+                e503=UNAVAILABLE,
+            ),
+        },
+    )
     def post(self, request: Request, song_id: UUID) -> Response:
         song = services.confirm_upload(self.owned_song(request, song_id))
         return Response(SongSerializer(song).data, status=status.HTTP_202_ACCEPTED)
 
 
 class SongRetryApi(_OwnedSongApi):
+    @extend_schema(
+        summary="Queue a failed song again",
+        request=None,
+        responses={
+            202: SongSerializer,
+            **errors(e403=FORBIDDEN, e404=NOT_FOUND, e409="Not failed, or its file is gone.", e503=UNAVAILABLE),
+        },
+    )
     def post(self, request: Request, song_id: UUID) -> Response:
         song = services.retry_ingest(self.owned_song(request, song_id))
         return Response(SongSerializer(song).data, status=status.HTTP_202_ACCEPTED)
@@ -112,6 +181,21 @@ class MoreLikeThisApi(APIView):
     class Params(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
 
+    @extend_schema(
+        summary="Songs that sound like this one, never itself",
+        parameters=[OpenApiParameter("limit", int, description="1 to 100, default 10")],
+        responses={
+            200: NeighboursResponseSerializer,
+            **errors(
+                e400="Bad limit.",
+                e403=FORBIDDEN,
+                e404=NOT_FOUND,
+                e409="Not ready, embedded with another model, or not yet in the index.",
+                e429=THROTTLED,
+                e503=UNAVAILABLE,
+            ),
+        },
+    )
     def get(self, request: Request, song_id: UUID) -> Response:
         params = self.Params(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -137,6 +221,14 @@ class SimilarToClipApi(APIView):
         clip = serializers.FileField()
         limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
 
+    @extend_schema(
+        summary="Songs that sound like an uploaded clip (the clip is not kept)",
+        request={"multipart/form-data": Params},
+        responses={
+            200: NeighboursResponseSerializer,
+            **errors(e400="Missing, too large or undecodable clip.", e403=FORBIDDEN, e429=THROTTLED, e503=UNAVAILABLE),
+        },
+    )
     def post(self, request: Request) -> Response:
         params = self.Params(data=request.data)
         params.is_valid(raise_exception=True)
@@ -153,6 +245,7 @@ class SimilarToClipApi(APIView):
 
 
 class SystemApi(APIView):
+    @extend_schema(summary="Active model, backends and upload limits", responses={200: SystemSerializer})
     def get(self, request: Request) -> Response:
         model = active_model_name()
         return Response(
