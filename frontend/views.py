@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -22,6 +23,10 @@ PARALLEL_UPLOADS = 3
 PLACEHOLDER_ID = UUID(int=0)
 # Statuses that will change by themselves; the song page polls while the song is in one.
 IN_PROGRESS = {SongStatus.PENDING_UPLOAD, SongStatus.UPLOADED, SongStatus.PROCESSING}
+# How long toasts stay before they dismiss themselves (the timer pauses while hovered or focused).
+TOAST_SUCCESS_MS = 6000
+TOAST_ERROR_MS = 10000
+SIMILAR_LIMITS = (5, 10, 20)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -33,6 +38,27 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def _page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """Render a page with what the base layout needs: the active model and the toast timings."""
+    return render(
+        request,
+        template,
+        {
+            "embedding_model": active_model_name(),
+            "toast_ms": {"success": TOAST_SUCCESS_MS, "error": TOAST_ERROR_MS},
+            **context,
+        },
+    )
+
+
+def _song_urls() -> dict[str, str]:
+    # Per-song addresses carry a placeholder id that the scripts swap for the real one.
+    return {
+        "songDetail": reverse("api-song-detail", args=[PLACEHOLDER_ID]),
+        "songPage": reverse("song-detail", args=[PLACEHOLDER_ID]),
+    }
+
+
 @require_safe
 @ensure_csrf_cookie
 def home(request: HttpRequest) -> HttpResponse:
@@ -40,19 +66,38 @@ def home(request: HttpRequest) -> HttpResponse:
         "maxUploadMb": settings.MAX_UPLOAD_MB,
         "acceptedContentTypes": sorted(services.AUDIO_CONTENT_TYPES),
         "parallelUploads": PARALLEL_UPLOADS,
-        # Per-song addresses carry a placeholder id that the script swaps for the real one.
         "songIdPlaceholder": str(PLACEHOLDER_ID),
+        "emptyText": "No songs yet — drop some audio above to start the catalog.",
         "urls": {
+            **_song_urls(),
             "uploads": reverse("api-upload-create"),
             "songs": reverse("api-song-list"),
             "tags": reverse("api-tag-list"),
-            "songDetail": reverse("api-song-detail", args=[PLACEHOLDER_ID]),
             "songUploaded": reverse("api-song-uploaded", args=[PLACEHOLDER_ID]),
             "songRetry": reverse("api-song-retry", args=[PLACEHOLDER_ID]),
-            "songPage": reverse("song-detail", args=[PLACEHOLDER_ID]),
         },
     }
-    return render(request, "frontend/home.html", {"embedding_model": active_model_name(), "config": config})
+    return _page(request, "frontend/home.html", {"config": config, "statuses": SongStatus.choices})
+
+
+@require_safe
+@ensure_csrf_cookie
+def similar(request: HttpRequest) -> HttpResponse:
+    config = {
+        "maxClipMb": settings.SIMILAR_CLIP_MAX_MB,
+        "acceptedContentTypes": sorted(services.AUDIO_CONTENT_TYPES),
+        "songIdPlaceholder": str(PLACEHOLDER_ID),
+        "urls": {**_song_urls(), "similar": reverse("api-search-similar"), "home": reverse("home")},
+    }
+    context = {
+        "config": config,
+        "ready_count": selectors.ready_song_count(),
+        "max_clip_mb": settings.SIMILAR_CLIP_MAX_MB,
+        "max_clip_seconds": round(settings.SIMILAR_CLIP_MAX_SECONDS),
+        "limits": SIMILAR_LIMITS,
+        "default_limit": 10,
+    }
+    return _page(request, "frontend/similar.html", context)
 
 
 @require_safe
@@ -65,24 +110,31 @@ def song_detail(request: HttpRequest, song_id: UUID) -> HttpResponse:
         neighbours = selectors.more_like_this(song, limit=NEIGHBOUR_LIMIT)
     except CatalogError as exc:
         neighbours_error = str(exc)
+    playback = SongSerializer().get_playback_url
     context = {
-        "embedding_model": active_model_name(),
         "song": song,
         "duration": format_duration(song.duration_seconds),
-        "playback_url": SongSerializer().get_playback_url(song),
+        "playback_url": playback(song),
         "in_progress": song.status in IN_PROGRESS,
         "can_retry": song.status == SongStatus.FAILED,
         "neighbours": [
-            {"song": n.song, "score": n.score, "duration": format_duration(n.song.duration_seconds)} for n in neighbours
+            {
+                "song": n.song,
+                "score": n.score,
+                "duration": format_duration(n.song.duration_seconds),
+                "playback_url": playback(n.song),
+            }
+            for n in neighbours
         ],
         "neighbours_error": neighbours_error,
         "config": {
             "songId": str(song.id),
             "status": song.status,
+            "size": song.size,
             "urls": {
                 "detail": reverse("api-song-detail", args=[song.id]),
                 "retry": reverse("api-song-retry", args=[song.id]),
             },
         },
     }
-    return render(request, "frontend/song.html", context)
+    return _page(request, "frontend/song.html", context)

@@ -55,7 +55,9 @@ def test_home_renders_the_upload_zone_the_model_and_a_csrf_cookie(client: Client
 
 def test_pages_use_no_inline_script_or_style(client: Client) -> None:
     song = SongFactory(status=SongStatus.PROCESSING)
-    for url in ("/", f"/songs/{song.id}/"):
+    seed = _song_with_vector([1.0, 0.0, 0.0], title="Seed")
+    _song_with_vector([0.9, 0.1, 0.0], title="Neighbour")
+    for url in ("/", "/similar/", f"/songs/{song.id}/", f"/songs/{seed.id}/"):
         html = client.get(url).content.decode()
         assert "style=" not in html
         assert not re.search(r"\son[a-z]+=", html), "inline event handler"
@@ -157,3 +159,94 @@ def test_song_page_lists_sound_tags_linking_to_the_filtered_catalog(client: Clie
     assert "Acoustic &lt;guitar&gt;" in html
     assert "?tag=Acoustic%20%3Cguitar%3E" in html
     assert "0.61" in html
+
+
+def test_header_navigation_marks_the_current_page(client: Client) -> None:
+    song = SongFactory()
+    pages = {"/": "Catalog", "/similar/": "Find similar", f"/songs/{song.id}/": None}
+    for url, current in pages.items():
+        html = client.get(url).content.decode()
+        nav = re.search(r'<nav class="site-nav" aria-label="Main">(.*?)</nav>', html, re.S)
+        assert nav, url
+        assert re.findall(r'<a class="site-nav__link" href="([^"]+)"', nav.group(1)) == ["/", "/similar/"]
+        marked = re.findall(r'aria-current="page">([^<]+)<', nav.group(1))
+        assert marked == ([current] if current else []), url
+
+
+def test_every_page_has_live_regions_for_toasts(client: Client) -> None:
+    song = SongFactory()
+    for url in ("/", "/similar/", f"/songs/{song.id}/"):
+        html = client.get(url).content.decode()
+        assert '<div id="toasts-status" class="toasts__region" role="status" aria-live="polite"></div>' in html
+        assert '<div id="toasts-alert" class="toasts__region" role="alert" aria-live="assertive"></div>' in html
+        assert re.search(r'id="toasts" class="toasts" data-success-ms="\d+" data-error-ms="\d+"', html)
+
+
+def test_home_offers_search_status_tag_and_sort_with_labels(client: Client) -> None:
+    html = client.get("/").content.decode()
+
+    for control in ("search-input", "status-select", "tag-select", "sort-select"):
+        assert f'<label class="field__label" for="{control}">' in html
+    statuses = re.findall(r'<option value="([a-z_]*)">', html.split('id="status-select"')[1].split("</select>")[0])
+    assert statuses == ["", *SongStatus.values]
+    assert 'id="shared-player"' in html
+    config = _json_script(html, "resonance-config")
+    assert config["urls"]["songs"] == "/api/songs/"
+    assert config["urls"]["tags"] == "/api/tags/"
+
+
+def test_similar_page_renders_the_clip_zone_and_its_config(client: Client) -> None:
+    response = client.get("/similar/")
+
+    assert response.status_code == 200
+    assert "csrftoken" in response.cookies
+    html = response.content.decode()
+    assert re.search(r'<div id="clip-zone" class="[^"]*" role="button" tabindex="0"', html)
+    assert '<input id="clip-input" type="file" hidden' in html
+    assert 'id="similar-error" class="alert alert--error" role="alert" hidden' in html
+    config = _json_script(html, "similar-config")
+    assert config["urls"]["similar"] == "/api/search/similar/"
+    assert config["maxClipMb"] > 0
+    assert "audio/mpeg" in config["acceptedContentTypes"]
+    song_id = str(uuid.uuid4())
+    assert config["urls"]["songDetail"].replace(config["songIdPlaceholder"], song_id) == f"/api/songs/{song_id}/"
+    # Nothing to compare with yet: the page says so before anyone drops a clip.
+    assert 'data-testid="similar-empty-catalog"' in html
+
+
+def test_similar_page_has_no_empty_catalog_note_once_a_song_is_ready(client: Client) -> None:
+    SongFactory(status=SongStatus.PROCESSING)
+    assert 'data-testid="similar-empty-catalog"' in client.get("/similar/").content.decode()
+    SongFactory(status=SongStatus.READY)
+    assert 'data-testid="similar-empty-catalog"' not in client.get("/similar/").content.decode()
+
+
+def test_similar_page_only_answers_safe_methods(client: Client) -> None:
+    assert client.post("/similar/").status_code == 405
+
+
+def test_song_page_has_a_labelled_waveform_and_play_buttons_on_neighbours(client: Client) -> None:
+    song = _song_with_vector([1.0, 0.0, 0.0], title="Seed")
+    close = _song_with_vector([0.9, 0.1, 0.0], title="Close <one>")
+
+    html = client.get(f"/songs/{song.id}/").content.decode()
+
+    canvas = re.search(r"<canvas[^>]*>", html)
+    assert canvas
+    assert 'role="slider"' in canvas.group(0)
+    assert 'tabindex="0"' in canvas.group(0)
+    assert 'aria-label="Waveform of Seed: click or use the arrow keys to seek"' in canvas.group(0)
+    button = re.search(rf'<button type="button" class="play-button" data-song-id="{close.id}"[^>]*>', html)
+    assert button
+    assert 'aria-label="Play Close &lt;one&gt;"' in button.group(0)
+    assert re.search(r'data-play-src="/storage/media/[^"]+"', button.group(0))
+    assert 'id="shared-player"' in html
+
+
+def test_song_page_without_audio_has_no_waveform_or_shared_player(client: Client) -> None:
+    song = SongFactory(status=SongStatus.PENDING_UPLOAD)
+
+    html = client.get(f"/songs/{song.id}/").content.decode()
+
+    assert "<canvas" not in html
+    assert 'id="shared-player"' not in html

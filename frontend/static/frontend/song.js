@@ -1,39 +1,15 @@
-// Song page: follow a song that is still being ingested, retry a failed one, explain playback errors.
+// Song page: follow a song that is still being ingested, retry a failed one, explain playback errors,
+// draw the waveform (which seeks the player) and play "more like this" songs from their rows.
 
-const config = JSON.parse(document.getElementById("song-config").textContent);
+import { api, readConfig } from "./common.js";
+import { bindPlayButton } from "./player.js";
+import { initWaveform } from "./waveform.js";
+
+const config = readConfig("song-config");
 
 const IN_PROGRESS = new Set(["pending_upload", "uploaded", "processing"]);
 const POLL_MS = 1500;
 const POLL_ERROR_MS = 5000;
-
-function csrfToken() {
-  for (const part of document.cookie.split(";")) {
-    const [name, ...rest] = part.trim().split("=");
-    if (name === "csrftoken") return decodeURIComponent(rest.join("="));
-  }
-  return "";
-}
-
-async function api(url, { method = "GET" } = {}) {
-  const headers = { Accept: "application/json" };
-  if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
-  let response;
-  try {
-    response = await fetch(url, { method, headers, credentials: "same-origin" });
-  } catch {
-    throw new Error("Could not reach the server; check your connection.");
-  }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    throw new Error(data && typeof data.detail === "string" ? data.detail : `The server answered ${response.status}.`);
-  }
-  return data;
-}
 
 // While the song is being ingested, reload once its status changes so the page shows the result.
 async function follow() {
@@ -76,4 +52,8 @@ if (player) {
       "This audio could not be played. The link may have expired — reload the page — or the browser cannot decode this format.";
     message.hidden = false;
   });
+  const canvas = document.getElementById("waveform");
+  if (canvas) initWaveform(canvas, player, { src: player.currentSrc || player.src, size: config.size });
 }
+
+for (const button of document.querySelectorAll("button[data-play-src]")) bindPlayButton(button);
