@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -38,6 +41,18 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def public_or_login(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Pages are open to everyone unless PUBLIC_CATALOG is false; then visitors log in first."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not settings.PUBLIC_CATALOG and not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 def _page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
     """Render a page with what the base layout needs: the active model and the toast timings."""
     return render(
@@ -61,6 +76,7 @@ def _song_urls() -> dict[str, str]:
 
 @require_safe
 @ensure_csrf_cookie
+@public_or_login
 def home(request: HttpRequest) -> HttpResponse:
     config = {
         "maxUploadMb": settings.MAX_UPLOAD_MB,
@@ -82,6 +98,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 @ensure_csrf_cookie
+@public_or_login
 def similar(request: HttpRequest) -> HttpResponse:
     config = {
         "maxClipMb": settings.SIMILAR_CLIP_MAX_MB,
@@ -102,6 +119,7 @@ def similar(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 @ensure_csrf_cookie
+@public_or_login
 def song_detail(request: HttpRequest, song_id: UUID) -> HttpResponse:
     song = selectors.song_get(song_id)
     neighbours: list[selectors.Neighbour] = []

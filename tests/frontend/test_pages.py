@@ -250,3 +250,13 @@ def test_song_page_without_audio_has_no_waveform_or_shared_player(client: Client
 
     assert "<canvas" not in html
     assert 'id="shared-player"' not in html
+
+
+def test_pages_ask_visitors_to_log_in_when_the_catalog_is_private(client: Client, settings) -> None:
+    settings.PUBLIC_CATALOG = False
+    song = SongFactory.create()
+
+    for url in ["/", "/similar/", f"/songs/{song.pk}/"]:
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/?next=")
