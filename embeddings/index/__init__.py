@@ -46,9 +46,18 @@ class VectorIndex(Protocol):
 
 
 def get_vector_index(model: str, dim: int) -> VectorIndex:
-    """The configured index, scoped to one embedding model so vectors of different models never mix."""
-    if settings.VECTOR_BACKEND == "local":
+    """The configured index, scoped to one embedding model so vectors of different models never mix.
+
+    `local` (the default) keeps vectors in the database and searches them in memory; `atlas` uses MongoDB Atlas
+    Vector Search (MONGODB_URI). Both return scores on the same scale: the dot product of unit vectors.
+    """
+    backend = settings.VECTOR_BACKEND
+    if backend == "local":
         from embeddings.index.local import LocalVectorIndex
 
         return LocalVectorIndex(model=model, dim=dim)
-    raise VectorIndexError(f"unknown VECTOR_BACKEND {settings.VECTOR_BACKEND!r}")
+    if backend == "atlas":
+        from embeddings.index.atlas import AtlasVectorIndex
+
+        return AtlasVectorIndex.from_settings(model=model, dim=dim)
+    raise VectorIndexError(f"unknown VECTOR_BACKEND {backend!r}")

@@ -49,7 +49,9 @@ def test_uploads_need_a_user_unless_opened(clients, settings, anonymous_uploads)
 def test_each_song_records_its_uploader(clients) -> None:
     response = clients["user"].post("/api/uploads/", UPLOAD, format="json")
 
-    assert Song.objects.get(pk=response.json()["song_id"]).uploaded_by.username == "listener"
+    uploader = Song.objects.get(pk=response.json()["song_id"]).uploaded_by
+    assert uploader is not None
+    assert uploader.username == "listener"
 
 
 def test_a_user_cannot_confirm_or_retry_another_users_upload(clients) -> None:
