@@ -40,6 +40,10 @@ class VectorIndex(Protocol):
 
     def get(self, song_id: UUID) -> FloatArray | None: ...
 
+    def export(self) -> tuple[list[UUID], FloatArray]:
+        """Every song id with its vector (maps, consistency checks); rows of the matrix follow the ids."""
+        ...
+
     def search(self, vector: FloatArray, limit: int, exclude_file: str | None = None) -> list[Hit]:
         """The `limit` nearest vectors by dot product, best first, never the excluded file."""
         ...

@@ -218,6 +218,16 @@ class AtlasVectorIndex:
             return None
         return from_bson_vector(document["vector"])
 
+    def export(self) -> tuple[list[UUID], FloatArray]:
+        try:
+            documents = list(self.collection.find({"model": self.model}, {"song_id": 1, "vector": 1}).sort("song_id"))
+        except PyMongoError as exc:
+            raise translate(exc, "reading vectors") from exc
+        matrix = np.empty((len(documents), self.dim), dtype=np.float32)
+        for i, document in enumerate(documents):
+            matrix[i] = from_bson_vector(document["vector"])
+        return [UUID(document["song_id"]) for document in documents], matrix
+
     def pipeline(self, vector: FloatArray, limit: int, exclude_file: str | None = None) -> list[dict[str, Any]]:
         """The aggregation `search()` runs: `$vectorSearch` first (Atlas requires it), then the fields we read."""
         query_filter: dict[str, Any] = {"model": self.model}

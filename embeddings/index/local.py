@@ -490,6 +490,13 @@ class LocalVectorIndex:
         row = StoredVector.objects.filter(song_id=song_id, model=self.model).values_list("vector", flat=True).first()
         return None if row is None else np.frombuffer(bytes(row), dtype="<f4").astype(np.float32)
 
+    def export(self) -> tuple[list[UUID], FloatArray]:
+        rows = list(self._rows().filter(dim=self.dim).order_by("song_id").values_list("song_id", "vector"))
+        matrix = np.empty((len(rows), self.dim), dtype=np.float32)
+        for i, (_, blob) in enumerate(rows):
+            matrix[i] = np.frombuffer(bytes(blob), dtype="<f4")
+        return [song_id for song_id, _ in rows], matrix
+
     def _rows(self) -> QuerySet[StoredVector]:
         return StoredVector.objects.filter(model=self.model)
 
