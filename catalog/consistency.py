@@ -75,7 +75,7 @@ def repair(report: Report) -> None:
         if not Song.objects.filter(object_key=key).exists():  # a song may have claimed it since the scan
             storage.delete(key)
     for song_id in report.missing_files:
-        services.mark_failed(song_id, "The file is missing from storage; upload it again.")
+        services.mark_file_missing(song_id)
     for song_id in report.missing_vectors:
         song = Song.objects.filter(pk=song_id, status=SongStatus.READY).first()
         if song is not None:

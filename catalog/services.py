@@ -207,6 +207,13 @@ def expire_stale_uploads(*, older_than: timedelta) -> int:
     return removed
 
 
+def mark_file_missing(song_id: UUID) -> None:
+    """A song whose stored file vanished cannot be played or re-embedded; say so, whatever its state."""
+    Song.objects.filter(pk=song_id).exclude(status=SongStatus.DELETING).update(
+        status=SongStatus.FAILED, failure_reason="The file is missing from storage; upload it again."
+    )
+
+
 def mark_failed(song_id: UUID, reason: str) -> None:
     Song.objects.filter(pk=song_id).exclude(status=SongStatus.READY).update(
         status=SongStatus.FAILED, failure_reason=reason[:2000]
