@@ -19,7 +19,7 @@ class Report:
     orphan_vectors: list[tuple[str, UUID]] = field(default_factory=list)  # (model, song id) with no song
     orphan_objects: list[str] = field(default_factory=list)  # stored keys no song points to
     missing_vectors: list[UUID] = field(default_factory=list)  # ready songs absent from their model's index
-    missing_files: list[UUID] = field(default_factory=list)  # songs past upload whose file is gone
+    missing_files: list[UUID] = field(default_factory=list)  # live songs whose file is gone
     unfinished_deletes: list[UUID] = field(default_factory=list)  # songs left `deleting` by a failed delete
 
     @property
@@ -57,7 +57,8 @@ def inspect() -> Report:
     report.missing_files = [
         pk
         for pk, song in songs.items()
-        if song.status not in {SongStatus.PENDING_UPLOAD, SongStatus.DELETING} and song.object_key not in stored
+        if song.status in {SongStatus.UPLOADED, SongStatus.PROCESSING, SongStatus.READY}
+        and song.object_key not in stored
     ]
     return report
 
