@@ -124,3 +124,22 @@ def test_each_ingest_logs_one_structured_line_with_step_durations(upload, tmp_pa
     assert line["device"] == "cpu"
     assert line["outcome"] == "ready"
     assert list(line["steps"]) == ["fetch", "probe", "decode", "embed", "index", "tag"]
+
+
+def test_storage_that_stays_down_fails_the_song_after_its_retries(upload, tmp_path: Path, monkeypatch) -> None:
+    from catalog.storage import StorageUnavailable
+    from catalog.storage.local import LocalStorage
+
+    attempts = []
+
+    def unreachable(self, key, destination):
+        attempts.append(key)
+        raise StorageUnavailable("storage timed out")
+
+    monkeypatch.setattr(LocalStorage, "download", unreachable)
+
+    song = upload(audio.write(tmp_path / "poison.mp3", audio.tone(440, 2.0)))
+
+    assert song.status == SongStatus.FAILED
+    assert song.failure_reason == "Gave up after 6 attempts: storage timed out"
+    assert len(attempts) == 6
