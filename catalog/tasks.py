@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import OperationalError
 
@@ -20,7 +21,9 @@ TRANSIENT_ERRORS = (StorageUnavailable, IndexUnavailable, OperationalError)
 class IngestTask(Task):
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         song_id = UUID(str(args[0] if args else kwargs["song_id"]))
-        if isinstance(exc, pipeline.IngestFailed):
+        if isinstance(exc, SoftTimeLimitExceeded):
+            services.mark_failed(song_id, f"The ingest took longer than {settings.INGEST_TIME_LIMIT_SECONDS} s.")
+        elif isinstance(exc, pipeline.IngestFailed):
             services.mark_failed(song_id, str(exc))
         elif isinstance(exc, TRANSIENT_ERRORS):
             services.mark_failed(song_id, f"Gave up after {self.request.retries + 1} attempts: {exc}")
@@ -39,6 +42,8 @@ class IngestTask(Task):
     max_retries=settings.INGEST_MAX_RETRIES,
     acks_late=True,
     reject_on_worker_lost=True,
+    soft_time_limit=settings.INGEST_TIME_LIMIT_SECONDS,
+    time_limit=settings.INGEST_TIME_LIMIT_SECONDS + 60,
 )
 def ingest_song_task(self: Task, song_id: str) -> None:
     pipeline.ingest(UUID(song_id))

@@ -254,6 +254,8 @@ if VECTOR_BACKEND == "atlas" and not MONGODB_URI:
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_DIR = env_path("CELERY_BROKER_DIR", VAR_DIR / "broker")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# An ingest running longer than this is stopped and the song marked failed (hard kill a minute later).
+INGEST_TIME_LIMIT_SECONDS = env_int("INGEST_TIME_LIMIT_SECONDS", 1800, minimum=10)
 INGEST_MAX_RETRIES = env_int("INGEST_MAX_RETRIES", 5, minimum=0)
 # Redis redelivers unacknowledged tasks after this long; it must exceed the longest ingest.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)

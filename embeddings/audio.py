@@ -33,6 +33,10 @@ def decode(path: Path, *, max_seconds: float, min_seconds: float) -> DecodedAudi
             # librosa warns when it falls back to audioread (ffmpeg) for formats libsndfile lacks.
             warnings.simplefilter("ignore")
             samples, _ = librosa.load(path, sr=SAMPLE_RATE, mono=True, duration=max_seconds + 1.0 / SAMPLE_RATE)
+    except librosa.util.exceptions.ParameterError as exc:
+        if "finite" in str(exc):
+            raise EmbeddingError("the audio contains NaN or infinite samples") from exc
+        raise EmbeddingError(f"the file could not be decoded as audio ({exc})") from exc
     except Exception as exc:  # decoders raise many unrelated types for the same problem: bad bytes
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else "no decoder recognised the format"
         raise EmbeddingError(f"the file could not be decoded as audio ({detail})") from exc

@@ -37,3 +37,46 @@ def test_it_names_the_problem_with_non_audio(tmp_path: Path) -> None:
 
     with pytest.raises(EmbeddingError, match="could not be decoded"):
         decode(path, max_seconds=900, min_seconds=0.25)
+
+
+def test_nan_and_infinite_samples_are_refused(tmp_path: Path) -> None:
+    samples = audio.tone(440, 2.0)
+    samples[1000] = np.nan
+    samples[2000] = np.inf
+    path = audio.write(tmp_path / "nan.wav", samples, fmt="WAV")
+    import soundfile as sf
+
+    sf.write(path, samples, audio.RATE, subtype="FLOAT")
+
+    with pytest.raises(EmbeddingError, match="NaN or infinite"):
+        decode(path, max_seconds=900, min_seconds=0.25)
+
+
+@pytest.mark.parametrize("rate", [8, 384000])
+def test_extreme_sample_rates_decode_or_fail_cleanly(tmp_path: Path, rate: int) -> None:
+    path = audio.write(tmp_path / f"rate-{rate}.wav", audio.tone(min(rate / 4, 1000), 2.0, rate=rate), rate=rate)
+
+    try:
+        decoded = decode(path, max_seconds=900, min_seconds=0.25)
+    except EmbeddingError:
+        return
+    assert decoded.sample_rate == SAMPLE_RATE
+    assert decoded.seconds == pytest.approx(2.0, abs=0.05)
+
+
+def test_a_zip_bomb_renamed_mp3_is_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "bomb.mp3"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("zeros.bin", b"\0" * 50_000_000)
+
+    with pytest.raises(EmbeddingError, match="could not be decoded"):
+        decode(path, max_seconds=900, min_seconds=0.25)
+
+
+def test_a_long_silent_file_is_read_only_up_to_the_limit_and_refused(tmp_path: Path) -> None:
+    path = audio.write(tmp_path / "quiet.flac", np.zeros(20 * 60 * 8000, dtype=np.float32), rate=8000)
+
+    with pytest.raises(EmbeddingError, match="silent"):
+        decode(path, max_seconds=60, min_seconds=0.25)
