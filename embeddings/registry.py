@@ -9,30 +9,67 @@ from pathlib import Path
 from django.conf import settings
 
 from embeddings.base import EmbeddingModel
+from embeddings.panns_networks import VARIANTS
 
 logger = logging.getLogger(__name__)
+
+FEATURES = "features"
+# The PANNs models, most accurate first; `auto` picks the first when its checkpoint is on disk.
+PANNS_MODELS = tuple(VARIANTS)
+DEFAULT_PANNS_MODEL = PANNS_MODELS[0]
 
 _lock = threading.Lock()
 _loaded: dict[str, EmbeddingModel] = {}
 
 
-def panns_checkpoint_path() -> Path:
+def available_models() -> list[str]:
+    """Every model name `get_embedding_model` and `model_dim` accept (EMBEDDING_MODEL also takes `auto`)."""
+    return [*PANNS_MODELS, FEATURES]
+
+
+def configured_panns_model() -> str:
+    """The PANNs model that EMBEDDING_MODEL names, or panns-cnn14 when it names `auto` or `features`."""
+    configured: str = settings.EMBEDDING_MODEL
+    return configured if configured in PANNS_MODELS else DEFAULT_PANNS_MODEL
+
+
+def panns_checkpoint_path(name: str | None = None) -> Path:
+    """Where the checkpoint of PANNs model `name` (default: the configured one) is expected.
+
+    PANNS_CHECKPOINT applies to the configured PANNs model only; any other reads PANNS_DATA_DIR/<its file>.
+    """
     from embeddings import panns
 
-    return settings.PANNS_CHECKPOINT or settings.PANNS_DATA_DIR / panns.CHECKPOINT_FILE_NAME
+    name = name or configured_panns_model()
+    variant = panns.get_variant(name)
+    override: Path | None = settings.PANNS_CHECKPOINT
+    if override is not None and name == configured_panns_model():
+        return override
+    data_dir: Path = settings.PANNS_DATA_DIR
+    return data_dir / variant.checkpoint_file_name
+
+
+def panns_labels_path(name: str | None = None) -> Path:
+    """The AudioSet label CSV: PANNS_LABELS, else class_labels_indices.csv beside the model's checkpoint."""
+    from embeddings import panns
+
+    configured: Path | None = settings.PANNS_LABELS
+    return configured or panns_checkpoint_path(name).parent / panns.LABELS_FILE_NAME
 
 
 def active_model_name() -> str:
-    """The configured model; `auto` means PANNs when its checkpoint is on disk, else `features`."""
+    """The configured model; `auto` means panns-cnn14 when its checkpoint is on disk, else `features`."""
     configured: str = settings.EMBEDDING_MODEL
     if configured != "auto":
         return configured
-    return "panns-cnn14" if panns_checkpoint_path().is_file() else "features"
+    return DEFAULT_PANNS_MODEL if panns_checkpoint_path(DEFAULT_PANNS_MODEL).is_file() else FEATURES
 
 
 def get_embedding_model(name: str | None = None) -> EmbeddingModel:
     """The model, loaded once per process and reused by every task."""
     name = name or active_model_name()
+    if name not in available_models():
+        raise ValueError(f"unknown embedding model {name!r}; use one of {', '.join(available_models())}")
     with _lock:
         model = _loaded.get(name)
         if model is None:
@@ -43,30 +80,35 @@ def get_embedding_model(name: str | None = None) -> EmbeddingModel:
 
 
 def _load(name: str) -> EmbeddingModel:
-    if name == "features":
+    if name == FEATURES:
         from embeddings.features import FeatureEmbedder
 
         return FeatureEmbedder()
-    if name == "panns-cnn14":
-        from embeddings import panns
+    from embeddings import panns
 
-        return panns.load_panns(
-            panns_checkpoint_path(), device=settings.EMBEDDING_DEVICE, batch_size=settings.EMBEDDING_BATCH_SIZE
-        )
-    raise ValueError(f"unknown embedding model {name!r}")
+    return panns.load_panns(
+        panns_checkpoint_path(name),
+        variant=name,
+        device=settings.EMBEDDING_DEVICE,
+        precision=settings.EMBEDDING_PRECISION,
+        batch_size=settings.EMBEDDING_BATCH_SIZE,
+        labels=panns_labels_path(name),
+        max_tags=settings.PANNS_TOP_TAGS,
+        tag_min_score=settings.PANNS_TAG_MIN_SCORE,
+    )
 
 
 def model_dim(name: str) -> int:
     """The vector size of a model, without loading its weights."""
-    if name == "features":
+    if name == FEATURES:
         from embeddings.features import DIM
 
         return DIM
-    if name == "panns-cnn14":
+    if name in PANNS_MODELS:
         from embeddings import panns
 
-        return panns.EMBEDDING_DIM
-    raise ValueError(f"unknown embedding model {name!r}")
+        return panns.get_variant(name).dim
+    raise ValueError(f"unknown embedding model {name!r}; use one of {', '.join(available_models())}")
 
 
 def warm_up() -> None:

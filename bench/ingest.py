@@ -1,0 +1,291 @@
+"""Measure the decode + embed part of ingest on a corpus, the way a worker does it, without the web or a queue.
+
+Usage:
+    python bench/ingest.py --corpus DIR [--limit K] [options]
+    python bench/ingest.py --synthetic N [--track-seconds 180] [options]
+Options: --model auto|panns-cnn14|panns-cnn10|features (default: EMBEDDING_MODEL), --device, --precision,
+--batch-size (default: the EMBEDDING_* settings), --decode-workers (2), --threads (torch's default),
+--random-weights (a PANNs model without its checkpoint: random weights, for speed only),
+--hop-seconds (an experiment: a PANNs window hop other than the product's 5 s).
+
+Every file is decoded with embeddings.audio.decode (at most 900 s) on a thread pool that stays ahead of the
+model, so decoding the next tracks overlaps embedding the current one; the model is loaded once through
+the registry, as in a worker. Prints tracks, audio hours, decode and model seconds, wall seconds,
+tracks per minute, the realtime factor (audio seconds per wall second), the CPU seconds used (fairer
+than wall time on a machine shared with other work) and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django
+
+django.setup()
+
+import numpy as np
+from django.conf import settings
+
+from embeddings import registry
+from embeddings.audio import DecodedAudio, decode
+from embeddings.base import SAMPLE_RATE, EmbeddingError
+
+AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".m4a", ".opus"}
+MAX_SECONDS = 900.0
+
+
+@dataclass
+class Decoded:
+    path: Path
+    audio: DecodedAudio | None
+    error: str
+    started: float
+    finished: float
+
+
+def _decode(path: Path) -> Decoded:
+    started = time.perf_counter()
+    try:
+        audio: DecodedAudio | None = decode(path, max_seconds=MAX_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS)
+        error = ""
+    except EmbeddingError as exc:
+        audio, error = None, str(exc)
+    return Decoded(path, audio, error, started, time.perf_counter())
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads: unlike wall time, barely affected by other processes."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _union_seconds(intervals: list[tuple[float, float]]) -> float:
+    """How long at least one of the intervals was running."""
+    total, end = 0.0, float("-inf")
+    for start, finish in sorted(intervals):
+        if finish > end:
+            total += finish - max(start, end)
+            end = finish
+    return total
+
+
+# --- Preparing inputs (in a child process, so that their memory does not count in the peak RSS) --------
+
+
+def _write_synthetic(folder: str, count: int, seconds: float) -> None:
+    """MP3s at 44.1 kHz stereo, like most real files: chords, a beat and noise that change every few seconds."""
+    import soundfile as sf
+
+    rate = 44100
+    for number in range(count):
+        rng = np.random.default_rng(number)
+        t = np.arange(int(seconds * rate)) / rate
+        root = rng.uniform(80, 300)
+        mix = sum(np.sin(2 * np.pi * root * ratio * t + rng.uniform(0, 6)) for ratio in (1, 1.25, 1.5, 2))
+        beat = np.exp(-20 * ((t * rng.uniform(1.5, 2.5)) % 1.0)) * rng.standard_normal(t.size)
+        swell = 0.6 + 0.4 * np.sin(2 * np.pi * t / rng.uniform(5, 20))
+        mono = 0.15 * mix * swell + 0.2 * beat
+        stereo = np.stack([mono, np.roll(mono, 200)], axis=1) / np.max(np.abs(mono)) * 0.8
+        sf.write(Path(folder) / f"synthetic-{number:03d}.mp3", stereo.astype(np.float32), rate, format="MP3")
+
+
+def _write_random_checkpoint(name: str, path: str) -> None:
+    import torch
+
+    from embeddings import panns
+
+    torch.manual_seed(0)
+    torch.save({"model": panns.get_variant(name).build().state_dict()}, path)
+
+
+def _in_child(target: Callable[..., None], *args: object) -> None:
+    process = multiprocessing.get_context("spawn").Process(target=target, args=args)
+    process.start()
+    process.join()
+    if process.exitcode != 0:
+        raise SystemExit(f"preparing the inputs failed (exit code {process.exitcode})")
+
+
+# --- The run -------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", type=Path, help="a folder; every audio file under it is used")
+    source.add_argument("--synthetic", type=int, metavar="N", help="N synthetic tracks, made as MP3 first")
+    parser.add_argument("--track-seconds", type=float, default=180.0, help="length of a synthetic track")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first K files (sorted by path)")
+    parser.add_argument("--model", choices=["auto", *registry.available_models()], default=None)
+    parser.add_argument("--device", default=None, help="EMBEDDING_DEVICE: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--precision", default=None, help="EMBEDDING_PRECISION: auto, float32, float16, bfloat16")
+    parser.add_argument("--batch-size", type=int, default=None, help="EMBEDDING_BATCH_SIZE")
+    parser.add_argument("--decode-workers", type=int, default=2, help="decode threads that run ahead of the model")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--random-weights", action="store_true", help="PANNs with random weights (speed only)")
+    parser.add_argument("--hop-seconds", type=float, default=None, help="experiment: another PANNs window hop")
+    args = parser.parse_args()
+    if args.decode_workers < 1:
+        parser.error("--decode-workers must be at least 1")
+
+    with tempfile.TemporaryDirectory(prefix="resonance-bench-") as scratch:
+        files = _inputs(args, Path(scratch))
+        model_name = _configure(args, Path(scratch))
+        _run(args, files, model_name)
+
+
+def _inputs(args: argparse.Namespace, scratch: Path) -> list[Path]:
+    if args.synthetic is not None:
+        folder = scratch / "synthetic"
+        folder.mkdir()
+        print(f"writing {args.synthetic} synthetic {args.track_seconds:g} s MP3s ...", file=sys.stderr)
+        _in_child(_write_synthetic, str(folder), args.synthetic, args.track_seconds)
+        corpus: Path = folder
+    else:
+        corpus = args.corpus
+    files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if args.limit is not None:
+        files = files[: args.limit]
+    if not files:
+        raise SystemExit(f"no audio files under {corpus}")
+    return files
+
+
+def _configure(args: argparse.Namespace, scratch: Path) -> str:
+    if args.model:
+        settings.EMBEDDING_MODEL = args.model
+    if args.device:
+        settings.EMBEDDING_DEVICE = args.device
+    if args.precision:
+        settings.EMBEDDING_PRECISION = args.precision
+    if args.batch_size:
+        settings.EMBEDDING_BATCH_SIZE = args.batch_size
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    name = registry.active_model_name()
+    if name == "features":
+        if args.random_weights or args.hop_seconds:
+            raise SystemExit("--random-weights and --hop-seconds are for PANNs models")
+        return name
+    checkpoint = registry.panns_checkpoint_path(name)
+    if args.random_weights:
+        checkpoint = scratch / f"random-{name}.pth"
+        print(f"writing a randomly initialised {name} checkpoint ...", file=sys.stderr)
+        _in_child(_write_random_checkpoint, name, str(checkpoint))
+        settings.EMBEDDING_MODEL = name
+        settings.PANNS_CHECKPOINT = checkpoint
+    elif not checkpoint.is_file():
+        raise SystemExit(f"{name} has no checkpoint at {checkpoint}; fetch it or pass --random-weights to time it")
+    return name
+
+
+def _run(args: argparse.Namespace, files: list[Path], model_name: str) -> None:
+    load_started = time.perf_counter()
+    model = registry.get_embedding_model(model_name)
+    load_seconds = time.perf_counter() - load_started
+    if args.hop_seconds:
+        model.hop_samples = round(args.hop_seconds * SAMPLE_RATE)  # type: ignore[attr-defined]
+    precision = getattr(model, "precision", "float32")
+    print(f"{model.name} on {model.device} ({precision}), loaded in {load_seconds:.1f} s", file=sys.stderr)
+
+    decoded: list[Decoded] = []
+    model_seconds = waiting = audio_seconds = 0.0
+    failed: list[str] = []
+    cpu_started = _cpu_seconds()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.decode_workers, thread_name_prefix="decode") as pool:
+        pending: deque[Future[Decoded]] = deque()
+        queue = iter(files)
+        # Keep one decode per worker plus one finished track ready, so the model never waits when decode keeps up.
+        for path in queue:
+            pending.append(pool.submit(_decode, path))
+            if len(pending) > args.decode_workers:
+                break
+        while pending:
+            wait_started = time.perf_counter()
+            item = pending.popleft().result()
+            waiting += time.perf_counter() - wait_started
+            next_path = next(queue, None)
+            if next_path is not None:
+                pending.append(pool.submit(_decode, next_path))
+            decoded.append(item)
+            if item.audio is None:
+                failed.append(f"{item.path.name}: {item.error}")
+                continue
+            seconds = item.audio.seconds
+            embed_started = time.perf_counter()
+            try:
+                analysis = model.analyse(item.audio.samples)
+            except EmbeddingError as exc:
+                failed.append(f"{item.path.name}: {exc}")
+                continue
+            finally:
+                model_seconds += time.perf_counter() - embed_started
+                item.audio = None  # let the samples go
+            audio_seconds += seconds
+            print(
+                f"  {len(decoded):3d}/{len(files)} {seconds:6.0f} s audio,"
+                f" decode {item.finished - item.started:5.2f} s,"
+                f" embed {time.perf_counter() - embed_started:5.2f} s,"
+                f" {len(analysis.tags)} tags  {item.path.name}",
+                file=sys.stderr,
+            )
+    wall = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_started
+    decode_sum = sum(item.finished - item.started for item in decoded)
+    decode_wall = _union_seconds([(item.started, item.finished) for item in decoded])
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    tracks = len(decoded) - len(failed)
+
+    import torch
+
+    rows = [
+        ("model", model.name),
+        ("device", model.device),
+        ("precision", precision),
+        ("batch size", str(getattr(model, "batch_size", "-"))),
+        ("torch threads", str(torch.get_num_threads())),
+        ("decode workers", str(args.decode_workers)),
+        ("weights", "random" if args.random_weights else ("none" if model.name == "features" else "checkpoint")),
+        ("hop seconds", f"{getattr(model, 'hop_samples', 0) / SAMPLE_RATE:g}" if model.name != "features" else "-"),
+        ("tracks", f"{tracks} ({len(failed)} failed)"),
+        ("audio hours", f"{audio_seconds / 3600:.2f}"),
+        ("model load seconds", f"{load_seconds:.1f}"),
+        ("decode seconds (sum)", f"{decode_sum:.1f}"),
+        ("decode seconds (wall)", f"{decode_wall:.1f}"),
+        ("model seconds", f"{model_seconds:.1f}"),
+        ("model idle waiting for decode", f"{waiting:.1f}"),
+        ("wall seconds", f"{wall:.1f}"),
+        ("tracks per minute", f"{tracks / wall * 60:.1f}"),
+        ("realtime factor (decode included)", f"{audio_seconds / wall:.1f}x"),
+        ("realtime factor (model only)", f"{audio_seconds / model_seconds:.1f}x" if model_seconds else "-"),
+        ("CPU seconds (all threads)", f"{cpu:.1f}"),
+        ("audio seconds per CPU second", f"{audio_seconds / cpu:.1f}" if cpu else "-"),
+        ("peak RSS MB", f"{peak_mb:.0f}"),
+        ("load average (1 min) at the end", f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"),
+    ]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    for line in failed:
+        print(f"failed: {line}")
+
+
+if __name__ == "__main__":
+    main()
