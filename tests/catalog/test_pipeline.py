@@ -143,3 +143,28 @@ def test_storage_that_stays_down_fails_the_song_after_its_retries(upload, tmp_pa
     assert song.status == SongStatus.FAILED
     assert song.failure_reason == "Gave up after 6 attempts: storage timed out"
     assert len(attempts) == 6
+
+
+def test_a_panns_ingest_stores_a_512d_vector_and_named_sound_tags(upload, api, tmp_path: Path, settings) -> None:
+    from embeddings import panns
+    from tests.embeddings.test_panns import save_random_checkpoint, write_labels
+
+    models = tmp_path / "models"
+    save_random_checkpoint(panns.CNN10, models / panns.CNN10.checkpoint_file_name)
+    names = write_labels(models / "class_labels_indices.csv")
+    settings.PANNS_DATA_DIR = models
+    settings.PANNS_LABELS = None
+    settings.EMBEDDING_MODEL = "panns-cnn10"
+    settings.PANNS_TAG_MIN_SCORE = 0.0
+
+    song = upload(audio.write(tmp_path / "tagged.mp3", audio.chord([220, 330], 3.0)))
+
+    assert song.status == SongStatus.READY, song.failure_reason
+    assert song.embedding_model == "panns-cnn10"
+    vector = get_vector_index("panns-cnn10", 512).get(song.pk)
+    assert vector is not None
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    tags = api.get(f"/api/songs/{song.pk}/").json()["tags"]
+    assert len(tags) == settings.PANNS_TOP_TAGS
+    assert all(tag["label"] in names for tag in tags)
+    assert [t["score"] for t in tags] == sorted((t["score"] for t in tags), reverse=True)
