@@ -62,7 +62,6 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "catalog",
     "embeddings",
-    "fingerprints",
     "frontend",
 ]
 
