@@ -19,6 +19,7 @@ N_FFT = 2048
 HOP = 1024
 N_MELS = 64
 N_MFCC = 20
+CHUNK_FRAMES = 1875  # 60 s at 32 kHz with a 1024-sample hop
 STATS_PATH = Path(__file__).resolve().parent / "data" / "feature_stats.npz"
 
 # Feature families and their sizes, in the order they are concatenated.
@@ -37,32 +38,44 @@ def _mean_std(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([frames.mean(axis=1), frames.std(axis=1)])
 
 
-def raw_features(samples: FloatArray) -> FloatArray:
-    """The unstandardised feature vector of mono audio at SAMPLE_RATE."""
+def _frame_features(samples: FloatArray) -> dict[str, np.ndarray]:
+    """Per-frame features of one stretch of audio (rows are features, columns are frames)."""
     if samples.size < N_FFT:
         samples = np.pad(samples, (0, N_FFT - samples.size))
     spectrum = np.abs(librosa.stft(samples, n_fft=N_FFT, hop_length=HOP)) ** 2
     mel = librosa.feature.melspectrogram(S=spectrum, sr=SAMPLE_RATE, n_mels=N_MELS, fmax=14000)
     log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
-    mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=N_MFCC)
     magnitude = np.sqrt(spectrum)
-    chroma = librosa.feature.chroma_stft(S=spectrum, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP)
-    contrast = librosa.feature.spectral_contrast(S=magnitude, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP)
-    spectral = np.vstack(
-        [
-            np.log1p(librosa.feature.spectral_centroid(S=magnitude, sr=SAMPLE_RATE)),
-            np.log1p(librosa.feature.spectral_bandwidth(S=magnitude, sr=SAMPLE_RATE)),
-            np.log1p(librosa.feature.spectral_rolloff(S=magnitude, sr=SAMPLE_RATE)),
-            np.log10(librosa.feature.spectral_flatness(S=magnitude) + 1e-10),
-            librosa.feature.zero_crossing_rate(samples, frame_length=N_FFT, hop_length=HOP),
-            librosa.amplitude_to_db(librosa.feature.rms(S=magnitude, frame_length=N_FFT), ref=1.0),
-        ]
-    )
-    onset = librosa.onset.onset_strength(S=log_mel, sr=SAMPLE_RATE)
+    return {
+        "log_mel": log_mel,
+        "mfcc": librosa.feature.mfcc(S=log_mel, n_mfcc=N_MFCC),
+        "chroma": librosa.feature.chroma_stft(S=spectrum, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP),
+        "contrast": librosa.feature.spectral_contrast(S=magnitude, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP),
+        "spectral": np.vstack(
+            [
+                np.log1p(librosa.feature.spectral_centroid(S=magnitude, sr=SAMPLE_RATE)),
+                np.log1p(librosa.feature.spectral_bandwidth(S=magnitude, sr=SAMPLE_RATE)),
+                np.log1p(librosa.feature.spectral_rolloff(S=magnitude, sr=SAMPLE_RATE)),
+                np.log10(librosa.feature.spectral_flatness(S=magnitude) + 1e-10),
+                librosa.feature.zero_crossing_rate(samples, frame_length=N_FFT, hop_length=HOP),
+                librosa.amplitude_to_db(librosa.feature.rms(S=magnitude, frame_length=N_FFT), ref=1.0),
+            ]
+        ),
+        "onset": librosa.onset.onset_strength(S=log_mel, sr=SAMPLE_RATE)[np.newaxis, :],
+    }
+
+
+def raw_features(samples: FloatArray) -> FloatArray:
+    """The unstandardised feature vector of mono audio at SAMPLE_RATE."""
+    # A minute at a time: the spectra of a whole 15-minute song would take most of a gigabyte.
+    step = CHUNK_FRAMES * HOP
+    chunks = [_frame_features(samples[start : start + step]) for start in range(0, max(samples.size, 1), step)]
+    frames = {name: np.concatenate([chunk[name] for chunk in chunks], axis=1) for name in chunks[0]}
+    onset = frames["onset"][0]
     tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP))[0])
     rhythm = np.array([onset.mean(), onset.std(), np.log1p(tempo), float(np.mean(onset > onset.mean() + onset.std()))])
     vector = np.concatenate(
-        [_mean_std(log_mel), _mean_std(mfcc), _mean_std(chroma), _mean_std(contrast), _mean_std(spectral), rhythm]
+        [_mean_std(frames[name]) for name in ("log_mel", "mfcc", "chroma", "contrast", "spectral")] + [rhythm]
     ).astype(np.float32)
     if vector.shape != (DIM,):
         raise AssertionError(f"feature layout drifted: {vector.shape} != ({DIM},)")
