@@ -5,5 +5,6 @@ from frontend import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("similar/", views.similar, name="similar"),
+    path("map/", views.catalog_map, name="map"),
     path("songs/<uuid:song_id>/", views.song_detail, name="song-detail"),
 ]

@@ -156,3 +156,16 @@ def song_detail(request: HttpRequest, song_id: UUID) -> HttpResponse:
         },
     }
     return _page(request, "frontend/song.html", context)
+
+
+@require_safe
+@ensure_csrf_cookie
+@public_or_login
+def catalog_map(request: HttpRequest) -> HttpResponse:
+    colour_by = request.GET.get("colour_by", "album")
+    config = {
+        "colourBy": colour_by if colour_by in ("album", "tag") else "album",
+        "songIdPlaceholder": str(PLACEHOLDER_ID),
+        "urls": {**_song_urls(), "map": reverse("api-map"), "home": reverse("home")},
+    }
+    return _page(request, "frontend/map.html", {"config": config})

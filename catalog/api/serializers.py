@@ -108,3 +108,27 @@ class SystemSerializer(serializers.Serializer):
     storage_backend = serializers.CharField()
     max_upload_mb = serializers.IntegerField()
     accepted_content_types = serializers.ListField(child=serializers.CharField())
+
+
+class MapPointSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="song_id")
+    title = serializers.CharField(help_text="The title, or the file name when the song has none")
+    artist = serializers.CharField(allow_blank=True)
+    album = serializers.CharField(allow_blank=True)
+    top_tag = serializers.CharField(allow_blank=True, help_text="The sound tag with the highest score, or empty")
+    x = serializers.FloatField(help_text="First principal component, scaled to [-1, 1]")
+    y = serializers.FloatField(help_text="Second principal component, scaled to [-1, 1]")
+    group = serializers.CharField(help_text='The album or top tag this point is coloured by; "Unknown" when empty')
+
+
+class CatalogMapSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    colour_by = serializers.ChoiceField(choices=["album", "tag"])
+    explained_variance = serializers.ListField(
+        child=serializers.FloatField(),
+        min_length=2,
+        max_length=2,
+        help_text="Share of the total variance each of the two components explains",
+    )
+    groups = serializers.ListField(child=serializers.CharField(), help_text="Every group on the map, sorted")
+    points = MapPointSerializer(many=True)

@@ -12,4 +12,5 @@ urlpatterns = [
     path("search/similar/", views.SimilarToClipApi.as_view(), name="api-search-similar"),
     path("tags/", views.TagListApi.as_view(), name="api-tag-list"),
     path("system/", views.SystemApi.as_view(), name="api-system"),
+    path("map/", views.CatalogMapApi.as_view(), name="api-map"),
 ]

@@ -19,9 +19,10 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from catalog import selectors, services
+from catalog import maps, selectors, services
 from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong
 from catalog.api.serializers import (
+    CatalogMapSerializer,
     ErrorSerializer,
     NeighbourSerializer,
     NeighboursResponseSerializer,
@@ -258,3 +259,26 @@ class SystemApi(APIView):
                 "accepted_content_types": sorted(services.AUDIO_CONTENT_TYPES),
             }
         )
+
+
+class CatalogMapApi(APIView):
+    """Every ready song of the active model in 2-D (a cached PCA of the embeddings), grouped by album or tag."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "searches"
+
+    class Params(serializers.Serializer):
+        colour_by = serializers.ChoiceField(choices=list(maps.COLOUR_BY), default="album")
+
+    @extend_schema(
+        summary="A 2-D map of the catalog by sound, coloured by album or top tag",
+        parameters=[OpenApiParameter("colour_by", str, enum=list(maps.COLOUR_BY), description="Default album")],
+        responses={
+            200: CatalogMapSerializer,
+            **errors(e400="Unknown colour_by.", e403=FORBIDDEN, e429=THROTTLED, e503=UNAVAILABLE),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        params = self.Params(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return Response(CatalogMapSerializer(maps.catalog_map(colour_by=params.validated_data["colour_by"])).data)

@@ -168,7 +168,7 @@ def test_header_navigation_marks_the_current_page(client: Client) -> None:
         html = client.get(url).content.decode()
         nav = re.search(r'<nav class="site-nav" aria-label="Main">(.*?)</nav>', html, re.S)
         assert nav, url
-        assert re.findall(r'<a class="site-nav__link" href="([^"]+)"', nav.group(1)) == ["/", "/similar/"]
+        assert re.findall(r'<a class="site-nav__link" href="([^"]+)"', nav.group(1)) == ["/", "/similar/", "/map/"]
         marked = re.findall(r'aria-current="page">([^<]+)<', nav.group(1))
         assert marked == ([current] if current else []), url
 

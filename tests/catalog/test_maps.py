@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from django.core.cache import cache
+
+from catalog import maps
+from catalog.errors import ServiceUnavailable
+from catalog.models import Song, SongStatus
+from embeddings.index import IndexUnavailable, get_vector_index
+from embeddings.index.local import LocalVectorIndex
+from embeddings.registry import model_dim
+from tests.factories import SongFactory, SongTagFactory
+
+pytestmark = pytest.mark.django_db
+
+DIM = model_dim("features")
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _vector(direction: int, rng: np.random.Generator, noise: float = 0.05) -> np.ndarray:
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[direction] = 1.0
+    vector += rng.normal(0, noise, DIM).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def _song(vector: np.ndarray, **fields: Any) -> Song:
+    song = SongFactory.create(**{"status": SongStatus.READY, "embedding_model": "features", **fields})
+    get_vector_index("features", DIM).upsert(song.id, song.object_key, vector)
+    return song
+
+
+def _families(rng: np.random.Generator, per_family: int = 4) -> tuple[list[Song], list[Song]]:
+    first = [_song(_vector(0, rng), title=f"Chord {i}", album="Chords") for i in range(per_family)]
+    second = [_song(_vector(5, rng), title=f"Drum {i}", album="Drums") for i in range(per_family)]
+    return first, second
+
+
+def _xs(result: maps.CatalogMap) -> dict[str, float]:
+    return {point.title: point.x for point in result.points}
+
+
+def test_two_families_land_on_opposite_sides_along_x_in_the_unit_square() -> None:
+    rng = np.random.default_rng(1)
+    _families(rng)
+
+    result = maps.catalog_map(colour_by="album")
+
+    assert result.model == "features"
+    assert len(result.points) == 8
+    for point in result.points:
+        assert -1.0 <= point.x <= 1.0 and -1.0 <= point.y <= 1.0
+    assert max(abs(p.x) for p in result.points) == pytest.approx(1.0)
+    assert max(abs(p.y) for p in result.points) == pytest.approx(1.0)
+    chords = {np.sign(p.x) for p in result.points if p.album == "Chords"}
+    drums = {np.sign(p.x) for p in result.points if p.album == "Drums"}
+    assert len(chords) == 1 and len(drums) == 1 and chords != drums
+    # Most of the spread is the split between the families.
+    first, second = result.explained_variance
+    assert first > 0.5 and 0 < second < first
+    assert first + second <= 1.0
+
+
+def test_the_projection_is_deterministic_including_signs() -> None:
+    rng = np.random.default_rng(2)
+    _families(rng)
+    first = maps.catalog_map(colour_by="album")
+    cache.clear()
+
+    again = maps.catalog_map(colour_by="album")
+
+    assert [(p.song_id, p.x, p.y) for p in first.points] == [(p.song_id, p.x, p.y) for p in again.points]
+
+
+def test_pca_matches_numpy_svd_and_fixes_the_sign_of_each_component() -> None:
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(40, 12)).astype(np.float32) * np.linspace(3, 0.5, 12, dtype=np.float32)
+
+    coords, explained = maps.pca_2d(matrix)
+    flipped, _ = maps.pca_2d(-matrix)  # the same cloud, mirrored: the same picture, mirrored
+
+    centred = matrix.astype(np.float64) - matrix.mean(axis=0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    assert explained == pytest.approx(tuple(singular[:2] ** 2 / (singular**2).sum()), rel=1e-4)
+    for axis in range(2):
+        component = vt[axis] * np.sign(vt[axis][np.argmax(np.abs(vt[axis]))])
+        expected = centred @ component
+        assert coords[:, axis] == pytest.approx(expected / np.abs(expected).max(), abs=1e-4)
+    np.testing.assert_allclose(flipped, -coords, atol=1e-4)
+    # More rows than dimensions takes the covariance route; it agrees with the SVD.
+    tall = rng.normal(size=(300, 6)).astype(np.float32) * np.array([4, 2, 1, 1, 0.5, 0.2], dtype=np.float32)
+    coords_tall, explained_tall = maps.pca_2d(tall)
+    centred = tall.astype(np.float64) - tall.mean(axis=0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    assert explained_tall == pytest.approx(tuple(singular[:2] ** 2 / (singular**2).sum()), rel=1e-4)
+    component = vt[0] * np.sign(vt[0][np.argmax(np.abs(vt[0]))])
+    expected = centred @ component
+    assert coords_tall[:, 0] == pytest.approx(expected / np.abs(expected).max(), abs=1e-4)
+
+
+def test_no_songs_make_an_empty_map() -> None:
+    SongFactory.create(status=SongStatus.PROCESSING)
+
+    result = maps.catalog_map(colour_by="album")
+
+    assert result.points == []
+    assert result.groups == []
+    assert result.explained_variance == (0.0, 0.0)
+
+
+def test_one_song_sits_at_the_origin() -> None:
+    _song(_vector(0, np.random.default_rng(4)), title="Alone")
+
+    result = maps.catalog_map(colour_by="tag")
+
+    [point] = result.points
+    assert (point.x, point.y) == (0.0, 0.0)
+    assert point.group == "Unknown"
+    assert result.explained_variance == (0.0, 0.0)
+
+
+def test_two_songs_lie_on_a_line() -> None:
+    rng = np.random.default_rng(5)
+    left = _song(_vector(0, rng), title="Left")
+    right = _song(_vector(3, rng), title="Right")
+
+    result = maps.catalog_map(colour_by="album")
+
+    by_id = {point.song_id: point for point in result.points}
+    assert {by_id[left.id].x, by_id[right.id].x} == {-1.0, 1.0}
+    assert by_id[left.id].y == by_id[right.id].y == 0.0
+    assert result.explained_variance == pytest.approx((1.0, 0.0))
+
+
+def test_only_ready_songs_of_the_active_model_with_a_vector_are_mapped() -> None:
+    rng = np.random.default_rng(6)
+    ready = [_song(_vector(i, rng), title=f"Ready {i}") for i in range(3)]
+    deleting = _song(_vector(4, rng), title="Going")
+    Song.objects.filter(pk=deleting.pk).update(status=SongStatus.DELETING)
+    SongFactory.create(status=SongStatus.READY, embedding_model="panns-cnn14", title="Other model")
+    SongFactory.create(status=SongStatus.READY, embedding_model="features", title="No vector yet")
+
+    result = maps.catalog_map(colour_by="album")
+
+    assert {point.song_id for point in result.points} == {song.id for song in ready}
+
+
+def test_the_projection_is_cached_until_the_catalog_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    _families(rng, per_family=2)
+    exports: list[int] = []
+    original = LocalVectorIndex.export
+
+    def counting_export(self: LocalVectorIndex) -> Any:
+        exports.append(1)
+        return original(self)
+
+    monkeypatch.setattr(LocalVectorIndex, "export", counting_export)
+
+    first = maps.catalog_map(colour_by="album")
+    second = maps.catalog_map(colour_by="tag")  # the colouring is not part of the projection
+    assert len(exports) == 1
+    assert [(p.song_id, p.x, p.y) for p in first.points] == [(p.song_id, p.x, p.y) for p in second.points]
+
+    # Details that do not move songs are read fresh, without a new projection.
+    song = Song.objects.get(title="Chord 0")
+    Song.objects.filter(pk=song.pk).update(title="Renamed")
+    assert "Renamed" in {point.title for point in maps.catalog_map(colour_by="album").points}
+    assert len(exports) == 1
+
+    added = _song(_vector(9, rng), title="Newcomer")
+    result = maps.catalog_map(colour_by="album")
+    assert len(exports) == 2
+    assert added.id in {point.song_id for point in result.points}
+    maps.catalog_map(colour_by="album")
+    assert len(exports) == 2
+
+    # One song leaving while another arrives keeps the count, and `QuerySet.update` leaves updated_at alone.
+    leaving = Song.objects.get(title="Drum 0")
+    arriving = SongFactory.create(status=SongStatus.PROCESSING, embedding_model="features", title="Late")
+    get_vector_index("features", DIM).upsert(arriving.id, arriving.object_key, _vector(7, rng))
+    Song.objects.filter(pk=leaving.pk).update(status=SongStatus.DELETING)
+    Song.objects.filter(pk=arriving.pk).update(status=SongStatus.READY)
+    result = maps.catalog_map(colour_by="album")
+    assert len(exports) == 3
+    assert arriving.id in {point.song_id for point in result.points}
+    assert leaving.id not in {point.song_id for point in result.points}
+
+
+def test_colour_groups_by_album_and_by_top_tag() -> None:
+    rng = np.random.default_rng(8)
+    chord = _song(_vector(0, rng), title="Chord", album="Harmony")
+    drums = _song(_vector(1, rng), title="Drums", album="Beats")
+    plain = _song(_vector(2, rng), title="Plain", album="")
+    SongTagFactory.create(song=chord, label="Music", score=0.4)
+    SongTagFactory.create(song=chord, label="Guitar", score=0.9)
+    SongTagFactory.create(song=drums, label="Drum", score=0.7)
+
+    by_album = maps.catalog_map(colour_by="album")
+    by_tag = maps.catalog_map(colour_by="tag")
+
+    assert by_album.groups == ["Beats", "Harmony", "Unknown"]
+    assert {p.title: p.group for p in by_album.points} == {"Chord": "Harmony", "Drums": "Beats", "Plain": "Unknown"}
+    assert by_tag.groups == ["Drum", "Guitar", "Unknown"]
+    assert {p.title: p.group for p in by_tag.points} == {"Chord": "Guitar", "Drums": "Drum", "Plain": "Unknown"}
+    assert {p.title: p.top_tag for p in by_tag.points} == {"Chord": "Guitar", "Drums": "Drum", "Plain": ""}
+    assert {p.title: p.album for p in by_tag.points}["Plain"] == ""
+    assert plain.id in {p.song_id for p in by_tag.points}
+
+
+def test_titles_come_back_as_plain_strings_and_untitled_songs_show_their_file_name() -> None:
+    rng = np.random.default_rng(9)
+    _song(_vector(0, rng), title="<script>alert('x')</script>", artist="Tom & <b>Jerry</b>")
+    _song(_vector(1, rng), title="", original_file_name="untitled take.mp3")
+
+    result = maps.catalog_map(colour_by="album")
+
+    assert {p.title for p in result.points} == {"<script>alert('x')</script>", "untitled take.mp3"}
+    assert "Tom & <b>Jerry</b>" in {p.artist for p in result.points}
+
+
+def test_unknown_colouring_and_an_unreachable_index_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="colour_by"):
+        maps.catalog_map(colour_by="genre")  # type: ignore[arg-type]
+
+    _song(_vector(0, np.random.default_rng(10)))
+
+    def down(self: LocalVectorIndex) -> Any:
+        raise IndexUnavailable("connection refused")
+
+    monkeypatch.setattr(LocalVectorIndex, "export", down)
+    with pytest.raises(ServiceUnavailable, match="connection refused"):
+        maps.catalog_map(colour_by="album")
