@@ -1,4 +1,4 @@
-"""The ingest pipeline, in order: fetch, probe, decode, embed, index, tag."""
+"""The ingest pipeline, in order: fetch, probe, decode, embed, index, fingerprint, tag."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from embeddings.audio import DecodedAudio, decode
 from embeddings.base import Analysis, EmbeddingError, FloatArray, ModelUnavailable, Tag
 from embeddings.index import VectorIndexError, get_vector_index
 from embeddings.registry import get_embedding_model
+from fingerprints.services import add_song_fingerprints
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def ingest(song_id: UUID) -> None:
             audio = decode_audio(path, timings)
             model_name, analysis = embed(audio, timings)
             index(song, model_name, analysis.vector, timings)
+            fingerprint(song, audio, timings)
             tag(song, probed, audio, model_name, analysis.tags, timings)
     except Exception as exc:
         _log_ingest(song, timings, outcome="error", error=f"{type(exc).__name__}: {exc}")
@@ -192,6 +194,13 @@ def index(song: Song, model_name: str, vector: FloatArray, timings: Timings) -> 
     except VectorIndexError as exc:
         raise IngestFailed(f"The search index refused the song: {exc}") from exc
     timings.record("index", started)
+
+
+def fingerprint(song: Song, audio: DecodedAudio, timings: Timings) -> None:
+    """Landmark fingerprints, so that a short noisy recording can be identified as this exact song."""
+    started = time.perf_counter()
+    add_song_fingerprints(song.pk, audio.samples)
+    timings.record("fingerprint", started)
 
 
 def tag(

@@ -16,6 +16,8 @@ from embeddings.audio import decode
 from embeddings.base import EmbeddingError, FloatArray, ModelUnavailable
 from embeddings.index import IndexUnavailable, VectorIndex, VectorIndexError, get_vector_index
 from embeddings.registry import active_model_name, get_embedding_model, model_dim
+from fingerprints.index import FingerprintIndexError
+from fingerprints.selectors import identify as fingerprint_identify
 
 SORTS = {"newest": "-created_at", "oldest": "created_at", "title": "title", "artist": "artist"}
 
@@ -143,3 +145,39 @@ def more_like_this(song: Song, *, limit: int = 10) -> list[Neighbour]:
 def ready_song_count() -> int:
     """How many songs can be searched by sound right now."""
     return Song.objects.filter(status=SongStatus.READY).count()
+
+
+@dataclass(frozen=True)
+class Identification:
+    song: Song
+    offset_seconds: float
+    confidence: float
+    runner_up: Song | None
+    runner_up_offset_seconds: float | None
+
+
+def identify_clip(path: Path) -> Identification | None:
+    """Which catalog song a clip (possibly noisy or re-encoded) was cut from; None below the confidence bar."""
+    try:
+        audio = decode(path, max_seconds=settings.FINGERPRINT_MAX_QUERY_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS)
+    except EmbeddingError as exc:
+        raise InvalidClip(f"The clip cannot be used: {exc}.") from exc
+    try:
+        match = fingerprint_identify(audio.samples)
+    except FingerprintIndexError as exc:
+        raise ServiceUnavailable(f"Identification is unavailable right now: {exc}") from exc
+    if match is None:
+        return None
+    song = Song.objects.filter(pk=match.song_id, status=SongStatus.READY).first()
+    if song is None:
+        return None
+    runner_up = None
+    if match.runner_up is not None:
+        runner_up = Song.objects.filter(pk=match.runner_up.song_id, status=SongStatus.READY).first()
+    return Identification(
+        song=song,
+        offset_seconds=match.offset_seconds,
+        confidence=match.confidence,
+        runner_up=runner_up,
+        runner_up_offset_seconds=match.runner_up.offset_seconds if runner_up and match.runner_up else None,
+    )

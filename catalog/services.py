@@ -229,10 +229,12 @@ def delete_song(song: Song) -> None:
     """
     from embeddings.index import get_vector_index
     from embeddings.registry import available_models, model_dim
+    from fingerprints.services import remove_song_fingerprints
 
     Song.objects.filter(pk=song.pk).update(status=SongStatus.DELETING)
     for model in available_models():
         get_vector_index(model, model_dim(model)).delete(song.pk)
+    remove_song_fingerprints(song.pk)
     get_storage().delete(song.object_key)
     song.delete()
     logger.info("deleted song %s (%s)", song.pk, song.object_key)

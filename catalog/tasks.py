@@ -14,8 +14,9 @@ from django.db import OperationalError
 from catalog import pipeline, services
 from catalog.storage import StorageUnavailable
 from embeddings.index import IndexUnavailable
+from fingerprints.index import FingerprintIndexUnavailable
 
-TRANSIENT_ERRORS = (StorageUnavailable, IndexUnavailable, OperationalError)
+TRANSIENT_ERRORS = (StorageUnavailable, IndexUnavailable, FingerprintIndexUnavailable, OperationalError)
 
 
 class IngestTask(Task):

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "catalog",
     "embeddings",
+    "fingerprints",
     "frontend",
 ]
 
@@ -262,8 +263,9 @@ CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=6
 # --- Fingerprints ("what song is this?") ----------------------------------------------------
 # The backend follows VECTOR_BACKEND: local (database + in-memory table) or atlas (MONGODB_URI, MONGODB_DB).
 # identify() names a song only when at least this many landmarks of the clip agree on one time offset in it...
-FINGERPRINT_MIN_MATCHES = env_int("FINGERPRINT_MIN_MATCHES", 10, minimum=1)
-# ...and its confidence (0..1, from the margin over the runner-up song; see fingerprints/selectors.py) is this high.
+FINGERPRINT_MIN_MATCHES = env_int("FINGERPRINT_MIN_MATCHES", 20, minimum=1)
+# ...and its confidence is this high: 0..1, 1 - chance / matches, chance being the most the runner-up song, the best
+# song's other offsets or a clip this long get by chance (see fingerprints/selectors.py); 0.5: twice chance.
 FINGERPRINT_MIN_CONFIDENCE = env_float("FINGERPRINT_MIN_CONFIDENCE", 0.5, minimum=0.0)
 # identify() fingerprints at most this many seconds of a clip (its start); longer clips only cost time.
 FINGERPRINT_MAX_QUERY_SECONDS = env_float("FINGERPRINT_MAX_QUERY_SECONDS", 30.0, minimum=1.0)

@@ -132,3 +132,15 @@ class CatalogMapSerializer(serializers.Serializer):
     )
     groups = serializers.ListField(child=serializers.CharField(), help_text="Every group on the map, sorted")
     points = MapPointSerializer(many=True)
+
+
+class IdentifiedSongSerializer(serializers.Serializer):
+    song = SongBriefSerializer()
+    offset_seconds = serializers.FloatField(allow_null=True, help_text="Where the clip starts in the song")
+    confidence = serializers.FloatField(required=False)
+
+
+class IdentifyResponseSerializer(serializers.Serializer):
+    match = IdentifiedSongSerializer(allow_null=True)
+    runner_up = IdentifiedSongSerializer(allow_null=True, required=False)
+    detail = serializers.CharField(required=False)

@@ -24,8 +24,10 @@ from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong
 from catalog.api.serializers import (
     CatalogMapSerializer,
     ErrorSerializer,
+    IdentifyResponseSerializer,
     NeighbourSerializer,
     NeighboursResponseSerializer,
+    SongBriefSerializer,
     SongSerializer,
     SystemSerializer,
     TagListSerializer,
@@ -282,3 +284,48 @@ class CatalogMapApi(APIView):
         params = self.Params(data=request.query_params)
         params.is_valid(raise_exception=True)
         return Response(CatalogMapSerializer(maps.catalog_map(colour_by=params.validated_data["colour_by"])).data)
+
+
+class IdentifyApi(APIView):
+    """Which song exactly: landmark fingerprints of a clip matched against every catalog song."""
+
+    parser_classes = [MultiPartParser]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "searches"
+
+    @extend_schema(
+        summary="Identify the catalog song a clip was cut from",
+        request={"multipart/form-data": SimilarToClipApi.Params},
+        responses={
+            200: IdentifyResponseSerializer,
+            **errors(e400="Missing, too large or undecodable clip.", e403=FORBIDDEN, e429=THROTTLED, e503=UNAVAILABLE),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        params = SimilarToClipApi.Params(data=request.data)
+        params.is_valid(raise_exception=True)
+        clip: UploadedFile = params.validated_data["clip"]
+        if clip.size is not None and clip.size > settings.SIMILAR_CLIP_MAX_MB * 1024 * 1024:
+            raise InvalidClip(f"The clip is larger than {settings.SIMILAR_CLIP_MAX_MB} MB; send a shorter excerpt.")
+        with tempfile.NamedTemporaryFile(suffix=Path(clip.name or "clip").suffix.lower()[:10]) as handle:
+            for chunk in clip.chunks():
+                handle.write(chunk)
+            handle.flush()
+            found = selectors.identify_clip(Path(handle.name))
+        if found is None:
+            return Response({"match": None, "detail": "No catalog song matches this clip."})
+        return Response(
+            {
+                "match": {
+                    "song": SongBriefSerializer(found.song).data,
+                    "offset_seconds": round(found.offset_seconds, 2),
+                    "confidence": round(found.confidence, 3),
+                },
+                "runner_up": None
+                if found.runner_up is None
+                else {
+                    "song": SongBriefSerializer(found.runner_up).data,
+                    "offset_seconds": found.runner_up_offset_seconds,
+                },
+            }
+        )

@@ -1,0 +1,107 @@
+"""The fingerprint index protocol and its `get_fingerprint_index()` factory.
+
+An index maps landmark hashes to (song, anchor frame). Backends follow the vector index's switch,
+`VECTOR_BACKEND`: `local` keeps fingerprints in the database and a compact in-memory table per process;
+`atlas` keeps them in a plain MongoDB collection with an index on the hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
+
+import numpy as np
+import numpy.typing as npt
+from django.conf import settings
+
+
+class FingerprintIndexError(Exception):
+    """The index refused a request; the message says why and how to fix it."""
+
+
+class FingerprintIndexUnavailable(FingerprintIndexError):
+    """The index cannot be reached right now; retrying later may succeed."""
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Index entries whose hash equals one of the query's: entry i is song `song_ids[songs[i]]` at frame
+    `ref_times[i]`, and matched the query hash at position `query_positions[i]`."""
+
+    song_ids: list[UUID]
+    songs: npt.NDArray[np.int64]
+    ref_times: npt.NDArray[np.int64]
+    query_positions: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return int(self.songs.size)
+
+    @classmethod
+    def empty(cls) -> Hits:
+        none = np.empty(0, dtype=np.int64)
+        return cls(song_ids=[], songs=none, ref_times=none, query_positions=none)
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    songs: int
+    hashes: int
+    bytes: int  # memory (local) or storage (atlas) the index takes, as far as the backend can tell
+
+
+class FingerprintIndex(Protocol):
+    def add(self, song_id: UUID, hashes: npt.NDArray[np.uint32], times: npt.NDArray[np.uint32]) -> None:
+        """Store the song's landmarks (hash, anchor frame), replacing any it had."""
+        ...
+
+    def remove(self, song_id: UUID) -> None:
+        """Forget the song's landmarks; a song without any is not an error."""
+        ...
+
+    def lookup(self, hashes: npt.NDArray[np.uint32]) -> Hits:
+        """Every stored landmark whose hash is among `hashes`."""
+        ...
+
+    def stats(self) -> IndexStats: ...
+
+
+def get_fingerprint_index() -> FingerprintIndex:
+    """The configured fingerprint index (the same switch as the vector index: `VECTOR_BACKEND`)."""
+    backend = settings.VECTOR_BACKEND
+    if backend == "local":
+        from fingerprints.index.local import LocalFingerprintIndex
+
+        return LocalFingerprintIndex()
+    if backend == "atlas":
+        from fingerprints.index.mongo import MongoFingerprintIndex
+
+        return MongoFingerprintIndex.from_settings()
+    raise FingerprintIndexError(f"unknown VECTOR_BACKEND {backend!r}")
+
+
+# A hash stored more than STOP_FACTOR times its average is skipped by lookups (it says little and costs much):
+# sustained tones make a few hashes very common. Never below STOP_MIN, so small catalogs keep every hash.
+STOP_FACTOR = 16
+STOP_MIN = 64
+
+
+def stop_limit(landmarks: int) -> int:
+    """The most entries a hash may have in an index of `landmarks` entries and still be looked up."""
+    from fingerprints.landmarks import HASH_BITS
+
+    return max(STOP_MIN, int(STOP_FACTOR * landmarks / 2**HASH_BITS))
+
+
+def check_landmarks(
+    hashes: npt.ArrayLike, times: npt.ArrayLike
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
+    """The landmarks as two uint32 arrays of one length, or FingerprintIndexError."""
+    h = np.asarray(hashes)
+    t = np.asarray(times)
+    if h.ndim != 1 or t.shape != h.shape:
+        raise FingerprintIndexError(f"hashes {h.shape} and times {t.shape} must be 1-d and of one length")
+    for name, array in (("hashes", h), ("times", t)):
+        if array.size and (array.dtype.kind not in "iu" or int(array.min()) < 0 or int(array.max()) > 0xFFFFFFFF):
+            raise FingerprintIndexError(f"{name} must be integers from 0 to 2**32 - 1")
+    return h.astype(np.uint32, copy=False), t.astype(np.uint32, copy=False)

@@ -1,0 +1,253 @@
+"""The MongoDB fingerprint index (VECTOR_BACKEND=atlas): a plain collection with an index on the hash.
+
+Collection FINGERPRINT_COLLECTION (default `fingerprints`) holds one document per song and hash:
+`{h: hash (int), s: song id (UUID, binary subtype 4), g: generation (str), t: [anchor frames]}`, indexed on `h`
+(lookups) and `(s, g)` (replacing and removing a song). Collection `<FINGERPRINT_COLLECTION>_songs` holds one
+document per song, `{_id: song id, n: landmarks, g: generation, a: algorithm}`, for counts and stats.
+
+Adding a song inserts its documents under a new generation and only then deletes the older generations, so a song
+being replaced is never missing from lookups (for a moment it is there twice, which only doubles its own score).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import numpy.typing as npt
+from django.conf import settings
+
+from fingerprints.index import (
+    FingerprintIndexError,
+    FingerprintIndexUnavailable,
+    Hits,
+    IndexStats,
+    check_landmarks,
+    stop_limit,
+)
+from fingerprints.landmarks import ALGORITHM
+
+U32 = npt.NDArray[np.uint32]
+
+# Documents per insert_many call, and hashes per $in query.
+_INSERT_BATCH = 5000
+_LOOKUP_BATCH = 5000
+# How long a process trusts its count of stored landmarks (for the stop limit).
+_COUNT_TTL_SECONDS = 60.0
+
+_clients: dict[tuple[int, str], Any] = {}
+_clients_lock = threading.Lock()
+_indexed: set[tuple[int, str, str, str]] = set()
+
+
+def _client(uri: str) -> Any:
+    """One client (and connection pool) per URI and process; a forked child makes its own."""
+    key = (os.getpid(), uri)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            from pymongo import MongoClient
+
+            options: dict[str, Any] = {"appname": "resonance"}
+            for option, default in (("serverSelectionTimeoutMS", 5000), ("socketTimeoutMS", 20000)):
+                if option.lower() not in uri.lower():  # an option in the URI wins
+                    options[option] = default
+            client = MongoClient(uri, **options)
+            _clients[key] = client
+        return client
+
+
+def close_clients() -> None:
+    """Close the clients this process opened (tests; processes letting go of their pools)."""
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+        _indexed.clear()
+
+
+def _bson_uuid(song_id: UUID) -> Any:
+    """Song ids as BSON UUIDs (binary subtype 4), whatever the client's uuidRepresentation."""
+    from bson.binary import Binary
+
+    return Binary.from_uuid(song_id)
+
+
+@contextmanager
+def _guard(what: str) -> Iterator[None]:
+    """Turn pymongo's errors into the index's: unavailable (retry later) or refused (a problem to fix)."""
+    from pymongo.errors import ConnectionFailure, PyMongoError
+
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise FingerprintIndexUnavailable(f"MongoDB is unreachable, could not {what}: {exc}") from exc
+    except PyMongoError as exc:
+        raise FingerprintIndexError(f"MongoDB refused to {what}: {exc}") from exc
+
+
+class MongoFingerprintIndex:
+    def __init__(self, uri: str, database: str, collection: str) -> None:
+        if not uri:
+            raise FingerprintIndexError("VECTOR_BACKEND=atlas needs MONGODB_URI for the fingerprint index")
+        self.uri = uri
+        self.database = database
+        self.collection = collection
+        self._landmarks: tuple[float, int] | None = None
+
+    @classmethod
+    def from_settings(cls) -> MongoFingerprintIndex:
+        return cls(
+            uri=getattr(settings, "MONGODB_URI", ""),
+            database=getattr(settings, "MONGODB_DB", "resonance") or "resonance",
+            collection=getattr(settings, "FINGERPRINT_COLLECTION", "fingerprints") or "fingerprints",
+        )
+
+    # --- collections -------------------------------------------------------------------------------------------
+
+    def _db(self) -> Any:
+        return _client(self.uri)[self.database]
+
+    def _hashes(self) -> Any:
+        return self._db()[self.collection]
+
+    def _songs(self) -> Any:
+        return self._db()[f"{self.collection}_songs"]
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes on the hash and the song (idempotent; done once per process and collection)."""
+        key = (os.getpid(), self.uri, self.database, self.collection)
+        if key in _indexed:
+            return
+        with _guard("create the fingerprint indexes"):
+            self._hashes().create_index([("h", 1)], name="hash")
+            self._hashes().create_index([("s", 1), ("g", 1)], name="song")
+        _indexed.add(key)
+
+    # --- writes ------------------------------------------------------------------------------------------------
+
+    def add(self, song_id: UUID, hashes: npt.NDArray[np.uint32], times: npt.NDArray[np.uint32]) -> None:
+        h, t = check_landmarks(hashes, times)
+        self.ensure_indexes()
+        generation = uuid.uuid4().hex
+        with _guard("store fingerprints"):
+            for batch in _batches(_documents(song_id, generation, h, t), _INSERT_BATCH):
+                self._hashes().insert_many(batch, ordered=False)
+            song = _bson_uuid(song_id)
+            self._songs().replace_one(
+                {"_id": song}, {"_id": song, "n": int(h.size), "g": generation, "a": ALGORITHM}, upsert=True
+            )
+            self._hashes().delete_many({"s": song, "g": {"$ne": generation}})
+        self._landmarks = None
+
+    def remove(self, song_id: UUID) -> None:
+        self.ensure_indexes()
+        with _guard("remove fingerprints"):
+            song = _bson_uuid(song_id)
+            self._songs().delete_one({"_id": song})
+            self._hashes().delete_many({"s": song})
+        self._landmarks = None
+
+    # --- reads -------------------------------------------------------------------------------------------------
+
+    def _stored_landmarks(self) -> int:
+        now = time.monotonic()
+        if self._landmarks is None or now - self._landmarks[0] > _COUNT_TTL_SECONDS:
+            rows = list(self._songs().aggregate([{"$group": {"_id": None, "n": {"$sum": "$n"}}}]))
+            self._landmarks = (now, int(rows[0]["n"]) if rows else 0)
+        return self._landmarks[1]
+
+    def lookup(self, hashes: npt.NDArray[np.uint32]) -> Hits:
+        query = np.asarray(hashes, dtype=np.uint32)
+        if query.size == 0:
+            return Hits.empty()
+        unique = np.unique(query)
+        found_hashes: list[int] = []
+        found_songs: list[UUID] = []
+        found_times: list[list[int]] = []
+        with _guard("look up fingerprints"):
+            limit = stop_limit(self._stored_landmarks())
+            for start in range(0, unique.size, _LOOKUP_BATCH):
+                wanted = [int(x) for x in unique[start : start + _LOOKUP_BATCH]]
+                cursor = self._hashes().find({"h": {"$in": wanted}}, {"_id": 0, "h": 1, "s": 1, "t": 1})
+                for document in cursor:
+                    found_hashes.append(int(document["h"]))
+                    found_songs.append(_as_uuid(document["s"]))
+                    found_times.append(document["t"])
+        if not found_hashes:
+            return Hits.empty()
+        lengths = np.fromiter((len(t) for t in found_times), dtype=np.int64, count=len(found_times))
+        entry_hash = np.repeat(np.asarray(found_hashes, dtype=np.int64), lengths)
+        ref_times = np.fromiter((x for t in found_times for x in t), dtype=np.int64, count=int(lengths.sum()))
+        song_ids = list(dict.fromkeys(found_songs))
+        number = {song_id: i for i, song_id in enumerate(song_ids)}
+        entry_song = np.repeat(np.asarray([number[s] for s in found_songs], dtype=np.int64), lengths)
+        # The stop list: hashes stored more than `limit` times are skipped, as in the local index.
+        _, inverse = np.unique(entry_hash, return_inverse=True)
+        common = np.bincount(inverse) > limit
+        keep = ~common[inverse]
+        entry_hash, entry_song, ref_times = entry_hash[keep], entry_song[keep], ref_times[keep]
+        # Pair every entry with every query position holding its hash.
+        order = np.argsort(query, kind="stable")
+        sorted_query = query[order].astype(np.int64)
+        first = np.searchsorted(sorted_query, entry_hash, side="left")
+        repeats = np.searchsorted(sorted_query, entry_hash, side="right") - first
+        total = int(repeats.sum())
+        offsets = np.cumsum(repeats) - repeats
+        positions = np.arange(total, dtype=np.int64) - np.repeat(offsets - first, repeats)
+        return Hits(
+            song_ids=song_ids,
+            songs=np.repeat(entry_song, repeats),
+            ref_times=np.repeat(ref_times, repeats),
+            query_positions=order[positions].astype(np.int64),
+        )
+
+    def stats(self) -> IndexStats:
+        with _guard("read fingerprint statistics"):
+            songs = self._songs().count_documents({})
+            landmarks = self._stored_landmarks()
+            sizes = self._db().command("collStats", self.collection)
+        return IndexStats(
+            songs=int(songs), hashes=landmarks, bytes=int(sizes.get("size", 0)) + int(sizes.get("totalIndexSize", 0))
+        )
+
+
+def _as_uuid(value: Any) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    as_uuid = getattr(value, "as_uuid", None)
+    if as_uuid is not None:
+        return UUID(str(as_uuid()))
+    return UUID(str(value))
+
+
+def _documents(song_id: UUID, generation: str, hashes: U32, times: U32) -> Iterator[dict[str, Any]]:
+    """One document per distinct hash of the song, with all its anchor frames, in time order."""
+    if hashes.size == 0:
+        return
+    order = np.lexsort((times, hashes))
+    h = hashes[order]
+    t = times[order]
+    starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+    ends = np.r_[starts[1:], h.size]
+    song = _bson_uuid(song_id)
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        yield {"h": int(h[a]), "s": song, "g": generation, "t": t[a:b].tolist()}
+
+
+def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,228 @@
+"""Landmark fingerprints: pairs of spectral peaks, hashed with the time between them.
+
+The audio (mono float32 at `SAMPLE_RATE`, 32 kHz) is low-passed and decimated to 8 kHz and a log-magnitude
+spectrogram is taken (512-point Hann window, hop 128: 16 ms frames, 15.6 Hz bins, bins 6..255 used). A peak is a
+cell that is the largest in its neighbourhood and stands out from its surroundings (log magnitude above a moving
+average over about a second and a few bins). Peaks are ranked by how far they stand above pink noise (log
+magnitude plus `TILT` x log frequency) and the best of every half second are kept, so quiet and loud passages get
+the same density. Each peak (an anchor) is paired with the next `fanout` peaks in its target zone (1 to `MAX_DT`
+frames later, at most `MAX_DF` bins away); a pair is hashed from (anchor bin, bin difference, frame difference)
+into 21 bits of a uint32 and kept with the anchor's frame.
+
+A song and a query find each other when many of their hashes agree on one time offset (see `selectors`). Queries
+are fingerprinted more densely than songs (more peaks, smaller neighbourhoods, more pairs per anchor) and at three
+sub-hop shifts of the frame grid, so that a song's pairs are found in a query even when noise or a codec moves or
+hides some of its peaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import fft as sp_fft
+from scipy import ndimage, signal
+
+from embeddings.base import SAMPLE_RATE
+
+UInt32Array = npt.NDArray[np.uint32]
+IntArray = npt.NDArray[np.int64]
+
+# The algorithm's name: fingerprints made by another version are never compared with these.
+ALGORITHM = "landmarks-v1"
+
+# Analysis rate: everything above 4 kHz is dropped; 32 kHz / 4.
+RATE = 8000
+DECIMATION = SAMPLE_RATE // RATE
+N_FFT = 512
+HOP = 128
+FRAME_SECONDS = HOP / RATE
+# Bins below this (94 Hz) carry rumble and hum more than music; bins from MAX_BIN on are not used.
+MIN_BIN = 6
+MAX_BIN = 256
+# Prominence: log magnitude above a moving average over this many frames and bins.
+BACKGROUND_FRAMES = 63
+BACKGROUND_BINS = 15
+# Peaks are ranked by log magnitude + TILT x log(bin): their level above pink noise (-3 dB per octave), which is
+# what everyday noise (rooms, traffic, crowds) looks like, so the peaks kept are those most likely to survive it.
+TILT = 0.5
+# Peaks are ranked and kept per block of this many frames (half a second).
+BLOCK_FRAMES = 31
+# Target zone of an anchor: 1..MAX_DT frames later (about 1 s), at most MAX_DF bins above or below.
+MIN_DT = 1
+MAX_DT = 63
+MAX_DF = 63
+# Hash layout, high to low: anchor bin (8 bits) | bin difference + MAX_DF (7 bits) | frame difference (6 bits).
+HASH_BITS = (MAX_BIN - 1).bit_length() + (2 * MAX_DF).bit_length() + MAX_DT.bit_length()
+# Magnitudes are floored this far below the audio's peak (about -90 dB), so digital silence has no peaks and
+# the analysis does not depend on the recording's level.
+FLOOR_RATIO = 3e-5
+_CHUNK_FRAMES = 8192
+
+
+@dataclass(frozen=True)
+class Density:
+    """How peaks are picked and paired: per second kept, neighbourhood, least prominence, pairs per anchor."""
+
+    peaks_per_second: float
+    fanout: int
+    peak_frames: int = 3  # a peak is the largest cell within this many frames...
+    peak_bins: int = 4  # ...and this many bins on each side
+    min_prominence: float = 0.5  # above the local average, in natural log units of magnitude (0.5: 4.3 dB)
+
+
+# Songs: the index holds about 250 hashes per second of audio (8 bytes each in memory: 7 MB per hour).
+REFERENCE = Density(peaks_per_second=26.0, fanout=10)
+# Queries: a superset of a song's peaks and pairs, so that the song's pairs are among the query's.
+QUERY = Density(peaks_per_second=40.0, fanout=14)
+# Queries are fingerprinted again with the frame grid moved by these fractions of a hop.
+QUERY_SHIFTS = (0.0, 1 / 3, 2 / 3)
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    hashes: UInt32Array
+    times: UInt32Array  # the anchor's frame (FRAME_SECONDS each) from the start of the audio
+    peaks: int
+    frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames * FRAME_SECONDS
+
+    def __len__(self) -> int:
+        return int(self.hashes.size)
+
+
+def downsample(samples: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    """`SAMPLE_RATE` audio to `RATE`, low-passed against aliasing."""
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError("fingerprints need mono audio (a 1-d array)")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("the audio contains NaN or infinite samples")
+    return signal.resample_poly(x, 1, DECIMATION).astype(np.float32, copy=False)
+
+
+def spectrogram(x: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], float]:
+    """Log magnitude, (frames, MAX_BIN) float32, of 8 kHz audio, and the log floor it was clipped at."""
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    floor = max(peak, 1e-9) * (N_FFT / 4) * FLOOR_RATIO
+    log_floor = float(np.log(floor))
+    if x.size < N_FFT:
+        return np.empty((0, MAX_BIN), dtype=np.float32), log_floor
+    frames = 1 + (x.size - N_FFT) // HOP
+    window = signal.get_window("hann", N_FFT).astype(np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP]
+    out = np.empty((frames, MAX_BIN), dtype=np.float32)
+    for start in range(0, frames, _CHUNK_FRAMES):
+        stop = min(frames, start + _CHUNK_FRAMES)
+        spectrum = sp_fft.rfft(view[start:stop] * window, axis=1)[:, :MAX_BIN]
+        np.log(np.maximum(np.abs(spectrum), np.float32(floor)), out=out[start:stop])
+    return out, log_floor
+
+
+def _running_max(a: npt.NDArray[np.float32], radius: int, axis: int) -> npt.NDArray[np.float32]:
+    """The maximum over a[i - radius .. i + radius] along `axis`, edges repeated ("nearest"), by doubling."""
+    if radius <= 0:
+        return a
+    width = 2 * radius + 1
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (radius, radius)
+    padded = np.pad(a, pad, mode="edge")
+    n = padded.shape[axis]
+
+    def cut(x: npt.NDArray[np.float32], start: int, stop: int) -> npt.NDArray[np.float32]:
+        return x[start:stop] if axis == 0 else x[:, start:stop]
+
+    span, m = 1, padded  # m[i] = max(padded[i .. i + span - 1])
+    while span * 2 <= width:
+        m = np.maximum(cut(m, 0, n - 2 * span + 1), cut(m, span, n - span + 1))
+        span *= 2
+    if span < width:  # cover the rest with one more overlapping window
+        rest = width - span
+        m = np.maximum(cut(m, 0, n - width + 1), cut(m, rest, rest + n - width + 1))
+    return cut(m, 0, a.shape[axis])
+
+
+def peaks(log_mag: npt.NDArray[np.float32], log_floor: float, density: Density) -> tuple[IntArray, IntArray]:
+    """(frames, bins) of the kept peaks, sorted by frame then bin."""
+    if log_mag.shape[0] == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    local_max = _running_max(_running_max(log_mag, density.peak_frames, 0), density.peak_bins, 1)
+    is_max = log_mag == local_max
+    is_max[:, :MIN_BIN] = False
+    is_max &= log_mag > np.float32(log_floor + 0.5)
+    background = ndimage.uniform_filter1d(log_mag, BACKGROUND_FRAMES, axis=0, mode="nearest")
+    background = ndimage.uniform_filter1d(background, BACKGROUND_BINS, axis=1, mode="nearest")
+    is_max &= log_mag - background > np.float32(density.min_prominence)
+    t, f = np.nonzero(is_max)
+    if t.size == 0:
+        return t.astype(np.int64), f.astype(np.int64)
+    score = log_mag[t, f] + np.float32(TILT) * np.log(f.astype(np.float32))
+    block = t // BLOCK_FRAMES
+    order = np.lexsort((-score, block))
+    sorted_block = block[order]
+    rank = np.arange(order.size) - np.searchsorted(sorted_block, sorted_block, side="left")
+    per_block = max(1, round(density.peaks_per_second * BLOCK_FRAMES * FRAME_SECONDS))
+    keep = np.sort(order[rank < per_block])  # back to frame-then-bin order
+    return t[keep].astype(np.int64), f[keep].astype(np.int64)
+
+
+def pair(t: IntArray, f: IntArray, fanout: int) -> tuple[UInt32Array, UInt32Array]:
+    """Hash each peak with up to `fanout` of the next peaks in its target zone: (hashes, anchor frames)."""
+    n = t.size
+    anchors: list[IntArray] = []
+    targets: list[IntArray] = []
+    taken = np.zeros(n, dtype=np.int64)
+    for k in range(1, n):
+        i = np.arange(n - k)
+        j = i + k
+        dt = t[j] - t[i]
+        open_ = (dt <= MAX_DT) & (taken[: n - k] < fanout)
+        if not np.any(open_):
+            break  # later peaks are only further away, and full anchors stay full
+        ok = open_ & (dt >= MIN_DT) & (np.abs(f[j] - f[i]) <= MAX_DF)
+        i, j = i[ok], j[ok]
+        anchors.append(i)
+        targets.append(j)
+        taken[i] += 1
+    if not anchors:
+        return np.empty(0, np.uint32), np.empty(0, np.uint32)
+    a = np.concatenate(anchors)
+    b = np.concatenate(targets)
+    df_bits, dt_bits = (2 * MAX_DF).bit_length(), MAX_DT.bit_length()
+    hashes = (f[a] << (df_bits + dt_bits)) | ((f[b] - f[a] + MAX_DF) << dt_bits) | (t[b] - t[a])
+    order = np.argsort(t[a], kind="stable")
+    return hashes[order].astype(np.uint32), t[a][order].astype(np.uint32)
+
+
+def _landmarks_8k(x: npt.NDArray[np.float32], density: Density) -> Landmarks:
+    log_mag, log_floor = spectrogram(x)
+    t, f = peaks(log_mag, log_floor, density)
+    hashes, times = pair(t, f, density.fanout)
+    return Landmarks(hashes, times, peaks=int(t.size), frames=int(log_mag.shape[0]))
+
+
+def landmarks(samples: npt.NDArray[np.floating], density: Density | None = None) -> Landmarks:
+    """The landmarks of a song (mono `SAMPLE_RATE` audio) for the index, in anchor-frame order."""
+    return _landmarks_8k(downsample(samples), density or REFERENCE)
+
+
+def query_landmarks(samples: npt.NDArray[np.floating], density: Density | None = None) -> Landmarks:
+    """The landmarks of a query at every shift in `QUERY_SHIFTS`, without repeats, in anchor-frame order.
+
+    A shift drops the first fraction of a hop, so frame k of a shifted pass starts (k + shift) hops in; its times
+    are still counted in whole frames (the error is below a frame, which matching tolerates).
+    """
+    x = downsample(samples)
+    parts = [_landmarks_8k(x[round(shift * HOP) :], density or QUERY) for shift in QUERY_SHIFTS]
+    frames = max(p.frames for p in parts)
+    peaks_found = max(p.peaks for p in parts)
+    keys = np.unique(
+        np.concatenate([(p.times.astype(np.uint64) << np.uint64(32)) | p.hashes.astype(np.uint64) for p in parts])
+    )
+    times = (keys >> np.uint64(32)).astype(np.uint32)
+    hashes = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    return Landmarks(hashes, times, peaks=peaks_found, frames=frames)

@@ -1,0 +1,161 @@
+"""Identification through the product path: services write to the local index, selectors.identify reads it."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fingerprints.index import get_fingerprint_index
+from fingerprints.index.local import LocalFingerprintIndex, forget_mirror
+from fingerprints.landmarks import landmarks
+from fingerprints.management.commands.evaluate_identify import mix, mp3_roundtrip
+from fingerprints.models import FingerprintIndexVersion, SongFingerprints
+from fingerprints.selectors import identify
+from fingerprints.services import add_song_fingerprints, remove_song_fingerprints
+from tests.fingerprints.music import excerpt, pink_noise, song, white_noise
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(("seed", "start", "seconds"), [(11, 3.0, 5.0), (12, 11.37, 5.0), (13, 20.5, 3.0)])
+def test_it_names_the_song_and_offset_of_a_clean_excerpt(catalog: dict[int, uuid.UUID], seed, start, seconds) -> None:
+    match = identify(excerpt(song(seed), start, seconds))
+
+    assert match is not None
+    assert match.song_id == catalog[seed]
+    assert match.offset_seconds == pytest.approx(start, abs=0.1)
+    assert match.confidence > 0.9
+    assert match.matches > 10 * match.runner_up_matches
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg encodes the MP3 queries")
+@pytest.mark.parametrize("noise", [white_noise, pink_noise])
+def test_it_survives_noise_at_5_db_and_reencoding_as_64_kbps_mp3(
+    catalog: dict[int, uuid.UUID], noise: Any, tmp_path: Path
+) -> None:
+    clean = excerpt(song(14), 8.25, 6.0)
+    noisy = mix(clean, noise(clean.size, seed=3), snr_db=5.0)
+    query = mp3_roundtrip(noisy, "64k", tmp_path)
+
+    match = identify(query)
+
+    assert match is not None
+    assert match.song_id == catalog[14]
+    assert match.offset_seconds == pytest.approx(8.25, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param(lambda: excerpt(song(99), 5.0, 8.0), id="a song not in the catalog"),
+        pytest.param(lambda: 0.1 * pink_noise(8 * 32000, seed=5), id="pink noise"),
+        pytest.param(lambda: np.zeros(8 * 32000, dtype=np.float32), id="silence"),
+    ],
+)
+def test_it_answers_no_match_for_audio_not_in_the_catalog(catalog: dict[int, uuid.UUID], query: Any) -> None:
+    assert identify(query()) is None
+
+
+def test_removing_a_song_removes_its_fingerprints(catalog: dict[int, uuid.UUID]) -> None:
+    clip = excerpt(song(12), 4.0, 5.0)
+    assert identify(clip) is not None
+
+    remove_song_fingerprints(catalog[12])
+    remove_song_fingerprints(catalog[12])  # a second time is not an error
+
+    assert not SongFingerprints.objects.filter(song_id=catalog[12]).exists()
+    match = identify(clip)
+    assert match is None or match.song_id != catalog[12]
+    assert get_fingerprint_index().stats().songs == 3
+
+
+def test_adding_a_song_again_replaces_its_fingerprints(catalog: dict[int, uuid.UUID]) -> None:
+    clip = excerpt(song(11), 12.0, 5.0)
+    before = identify(clip)
+    stats_before = get_fingerprint_index().stats()
+
+    count = add_song_fingerprints(catalog[11], song(11))
+
+    assert SongFingerprints.objects.filter(song_id=catalog[11]).count() == 1
+    stats = get_fingerprint_index().stats()
+    assert (stats.songs, stats.hashes) == (stats_before.songs, stats_before.hashes)
+    after = identify(clip)
+    assert before is not None and after is not None
+    assert after.song_id == catalog[11] and after.matches == before.matches
+    assert SongFingerprints.objects.get(song_id=catalog[11]).count == count
+
+
+def test_a_replaced_song_is_matched_by_its_new_audio_only(catalog: dict[int, uuid.UUID]) -> None:
+    add_song_fingerprints(catalog[13], song(77))
+
+    old = identify(excerpt(song(13), 6.0, 5.0))
+    new = identify(excerpt(song(77), 6.0, 5.0))
+
+    assert old is None or old.song_id != catalog[13]
+    assert new is not None and new.song_id == catalog[13]
+
+
+def test_writes_of_other_processes_reach_a_loaded_table(catalog: dict[int, uuid.UUID]) -> None:
+    assert identify(excerpt(song(11), 2.0, 4.0)) is not None  # this process has loaded its table
+    late = uuid.uuid4()
+    found = landmarks(song(21))
+    # Another process (e.g. the ingest worker) writes through its own index object.
+    LocalFingerprintIndex().add(late, found.hashes, found.times)
+
+    match = identify(excerpt(song(21), 9.0, 4.0))
+    assert match is not None and match.song_id == late
+
+    # ...and deletes, as a raw database change plus the version bump every write makes.
+    SongFingerprints.objects.filter(song_id=late).delete()
+    FingerprintIndexVersion.objects.update_or_create(name="local", defaults={"version": uuid.uuid4()})
+    match = identify(excerpt(song(21), 9.0, 4.0))
+    assert match is None or match.song_id != late
+
+
+def test_a_fresh_process_loads_the_table_from_the_database(catalog: dict[int, uuid.UUID]) -> None:
+    forget_mirror()
+
+    match = identify(excerpt(song(14), 25.0, 4.0))
+
+    assert match is not None and match.song_id == catalog[14]
+    assert get_fingerprint_index().stats().songs == 4
+
+
+def test_a_song_without_landmarks_keeps_no_fingerprints(db: None) -> None:
+    song_id = uuid.uuid4()
+
+    assert add_song_fingerprints(song_id, np.zeros(5 * 32000, dtype=np.float32)) == 0
+
+    assert not SongFingerprints.objects.filter(song_id=song_id).exists()
+
+
+def test_identify_reads_at_most_the_configured_seconds(catalog: dict[int, uuid.UUID], settings: Any) -> None:
+    settings.FINGERPRINT_MAX_QUERY_SECONDS = 3.0
+    # The first 3 s are from song 12; what follows (song 11) is never looked at.
+    clip = np.concatenate([excerpt(song(12), 10.0, 3.0), excerpt(song(11), 0.0, 20.0)])
+
+    match = identify(clip)
+
+    assert match is not None and match.song_id == catalog[12]
+
+
+def test_thresholds_come_from_settings(catalog: dict[int, uuid.UUID], settings: Any) -> None:
+    clip = excerpt(song(11), 5.0, 4.0)
+    match = identify(clip)
+    assert match is not None
+
+    settings.FINGERPRINT_MIN_MATCHES = match.matches + 1
+    assert identify(clip) is None
+    settings.FINGERPRINT_MIN_MATCHES = 1
+    settings.FINGERPRINT_MIN_CONFIDENCE = 1.01
+    assert identify(clip) is None
+
+
+def test_it_refuses_audio_that_is_not_mono(catalog: dict[int, uuid.UUID]) -> None:
+    with pytest.raises(ValueError, match="mono"):
+        identify(np.zeros((32000, 2), dtype=np.float32))

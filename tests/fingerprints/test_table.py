@@ -1,0 +1,168 @@
+"""The in-memory table, the packed storage format, the landmarks and the index factory, without audio files."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fingerprints.index import FingerprintIndexError, get_fingerprint_index, stop_limit
+from fingerprints.index.local import HashTable, LocalFingerprintIndex, MemoryFingerprintIndex, pack, unpack
+from fingerprints.index.mongo import MongoFingerprintIndex
+from fingerprints.landmarks import FRAME_SECONDS, HASH_BITS, landmarks, query_landmarks
+from tests.fingerprints.music import excerpt, song
+
+
+def random_song(rng: np.random.Generator, n: int, hash_space: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    hashes = rng.integers(0, hash_space, n).astype(np.uint32)
+    times = np.sort(rng.integers(0, 5000, n)).astype(np.uint32)
+    return hashes, times
+
+
+def brute_force(songs: dict[uuid.UUID, tuple[np.ndarray, np.ndarray]], query: np.ndarray) -> set[tuple[Any, ...]]:
+    found = set()
+    for song_id, (hashes, times) in songs.items():
+        for position, h in enumerate(query):
+            for t in times[hashes == h]:
+                found.add((song_id, int(t), position))
+    return found
+
+
+def as_set(hits: Any) -> set[tuple[Any, ...]]:
+    return {
+        (hits.song_ids[s], int(t), int(p))
+        for s, t, p in zip(hits.songs, hits.ref_times, hits.query_positions, strict=True)
+    }
+
+
+def test_lookup_returns_every_entry_with_a_query_hash_paired_with_each_query_position() -> None:
+    rng = np.random.default_rng(0)
+    songs = {uuid.uuid4(): random_song(rng, 300) for _ in range(6)}
+    table = HashTable()
+    table.add_many([(k, h, t) for k, (h, t) in songs.items()])
+    query = np.concatenate([rng.integers(0, 600, 40), [7, 7, 7]]).astype(np.uint32)  # repeats and misses
+
+    hits = table.snapshot.lookup(query)
+
+    assert len(hits) == len(brute_force(songs, query)) > 0
+    assert as_set(hits) == brute_force(songs, query)
+
+
+def test_songs_added_one_by_one_are_found_like_songs_loaded_at_once() -> None:
+    rng = np.random.default_rng(1)
+    songs = {uuid.uuid4(): random_song(rng, n) for n in (20000, 50, 70, 3000, 10)}
+    table = HashTable()
+    for song_id, (hashes, times) in songs.items():
+        table.add(song_id, hashes, times)  # the small ones go to the recent segment, a big one is merged
+    query = rng.integers(0, 500, 60).astype(np.uint32)
+
+    assert as_set(table.snapshot.lookup(query)) == brute_force(songs, query)
+
+
+def test_removed_songs_vanish_and_compaction_keeps_the_others() -> None:
+    rng = np.random.default_rng(2)
+    songs = {uuid.uuid4(): random_song(rng, 2000) for _ in range(20)}
+    table = HashTable()
+    table.add_many([(k, h, t) for k, (h, t) in songs.items()])
+    removed = list(songs)[:12]
+    for song_id in removed:
+        assert table.remove(song_id)
+        del songs[song_id]
+    assert not table.remove(removed[0])
+
+    snapshot = table.snapshot
+    # Compacted on the way: dead entries are dropped once they are a quarter of the table.
+    assert 8 * 2000 <= snapshot.entries <= 8 * 2000 / 0.75
+    assert table.stats().songs == 8 and table.stats().hashes == 16000
+    query = rng.integers(0, 500, 60).astype(np.uint32)
+    assert as_set(snapshot.lookup(query)) == brute_force(songs, query)
+
+
+def test_adding_a_song_again_replaces_it() -> None:
+    rng = np.random.default_rng(3)
+    song_id = uuid.uuid4()
+    table = HashTable()
+    table.add(song_id, *random_song(rng, 100))
+    new = random_song(rng, 80)
+    table.add(song_id, *new)
+
+    query = np.arange(500, dtype=np.uint32)
+    assert as_set(table.snapshot.lookup(query)) == brute_force({song_id: new}, query)
+    assert table.stats().hashes == 80
+
+
+def test_a_hash_stored_too_often_is_skipped() -> None:
+    index = MemoryFingerprintIndex()
+    common = stop_limit(0) + 1
+    index.add(uuid.uuid4(), np.full(common, 5, dtype=np.uint32), np.arange(common, dtype=np.uint32))
+    index.add(uuid.uuid4(), np.array([6], dtype=np.uint32), np.array([0], dtype=np.uint32))
+
+    hits = index.lookup(np.array([5, 6], dtype=np.uint32))
+
+    assert len(hits) == 1 and int(hits.query_positions[0]) == 1
+
+
+@pytest.mark.parametrize(
+    ("hashes", "times"), [(np.array([1, 2]), np.array([1])), (np.array([-1]), np.array([0])), (np.ones((2, 2)), None)]
+)
+def test_malformed_landmarks_are_refused(hashes, times) -> None:
+    with pytest.raises(FingerprintIndexError):
+        MemoryFingerprintIndex().add(uuid.uuid4(), hashes, times if times is not None else hashes)
+
+
+def test_packed_landmarks_round_trip_in_time_order_and_compress() -> None:
+    rng = np.random.default_rng(4)
+    hashes = rng.integers(0, 2**HASH_BITS, 5000).astype(np.uint32)
+    times = rng.integers(0, 50000, 5000).astype(np.uint32)
+
+    data = pack(hashes, times)
+    back_hashes, back_times = unpack(data, 5000)
+
+    order = np.argsort(times, kind="stable")
+    np.testing.assert_array_equal(back_hashes, hashes[order])
+    np.testing.assert_array_equal(back_times, times[order])
+    assert len(data) < 5000 * 8 * 0.6
+    with pytest.raises(FingerprintIndexError, match="fingerprint again"):
+        unpack(data, 4999)
+
+
+def test_landmarks_are_reproducible_and_fit_the_hash_layout() -> None:
+    audio = song(11, seconds=10.0)
+
+    first, second = landmarks(audio), landmarks(audio)
+
+    np.testing.assert_array_equal(first.hashes, second.hashes)
+    np.testing.assert_array_equal(first.times, second.times)
+    assert 100 < len(first) / first.seconds < 400  # about 250 per second
+    assert int(first.hashes.max()) < 2**HASH_BITS
+    assert np.all(np.diff(first.times.astype(np.int64)) >= 0)
+    assert first.seconds == pytest.approx(10.0, abs=0.1)
+
+
+def test_a_query_holds_most_of_the_songs_landmarks_for_the_same_stretch() -> None:
+    audio = song(12, seconds=12.0)
+    start_frames = 200  # 3.2 s: a whole number of frames, so the grids line up
+    reference = landmarks(audio)
+    query = query_landmarks(excerpt(audio, start_frames * FRAME_SECONDS, 6.0))
+    inside = (reference.times >= start_frames + 70) & (reference.times < start_frames + 6 / FRAME_SECONDS - 70)
+    wanted = set(zip(reference.hashes[inside].tolist(), (reference.times[inside] - start_frames).tolist(), strict=True))
+    found = set(zip(query.hashes.tolist(), query.times.tolist(), strict=True))
+
+    assert len(wanted & found) > 0.8 * len(wanted)
+
+
+def test_the_backend_follows_vector_backend(settings: Any) -> None:
+    settings.VECTOR_BACKEND = "local"
+    assert isinstance(get_fingerprint_index(), LocalFingerprintIndex)
+
+    settings.VECTOR_BACKEND, settings.MONGODB_URI = "atlas", "mongodb://127.0.0.1:1/"
+    settings.MONGODB_DB, settings.FINGERPRINT_COLLECTION = "db", "prints"
+    index = get_fingerprint_index()
+    assert isinstance(index, MongoFingerprintIndex)
+    assert (index.uri, index.database, index.collection) == ("mongodb://127.0.0.1:1/", "db", "prints")
+
+    settings.MONGODB_URI = ""
+    with pytest.raises(FingerprintIndexError, match="MONGODB_URI"):
+        get_fingerprint_index()
