@@ -19,7 +19,9 @@ def _post(api, path: Path):
 
 def test_it_identifies_a_noisy_excerpt_of_an_ingested_song_with_its_offset(upload, api, tmp_path: Path) -> None:
     tracks = [song(seed, seconds=30.0) for seed in range(3)]
-    songs = [upload(audio.write(tmp_path / f"track-{i}.wav", t), content_type="audio/wav") for i, t in enumerate(tracks)]
+    songs = [
+        upload(audio.write(tmp_path / f"track-{i}.wav", t), content_type="audio/wav") for i, t in enumerate(tracks)
+    ]
     clip = excerpt(tracks[1], 12.0, 6.0)
     noisy = clip + 0.3 * np.std(clip) * white_noise(clip.size, seed=5)
     query = audio.write(tmp_path / "query.mp3", noisy.astype(np.float32))
