@@ -94,3 +94,26 @@ def test_session_writes_need_a_csrf_token() -> None:
 
     assert response.status_code == 403
     assert "CSRF" in response.json()["detail"]
+
+
+def test_uploads_and_searches_are_rate_limited(api, settings) -> None:
+    from django.core.cache import cache
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import ScopedRateThrottle
+
+    song = SongFactory.create(embedding_model="features")
+    cache.clear()
+    rates = {"uploads": "2/minute", "searches": "3/minute"}
+    original = ScopedRateThrottle.THROTTLE_RATES
+    ScopedRateThrottle.THROTTLE_RATES = rates
+    try:
+        uploads = [api.post("/api/uploads/", UPLOAD, format="json").status_code for _ in range(3)]
+        searches = [api.get(f"/api/songs/{song.pk}/more-like-this/").status_code for _ in range(4)]
+    finally:
+        ScopedRateThrottle.THROTTLE_RATES = original
+        cache.clear()
+
+    assert uploads == [201, 201, 429]
+    assert searches[-1] == 429
+    assert 429 not in searches[:3]
+    assert api_settings.DEFAULT_THROTTLE_RATES["uploads"] == settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["uploads"]
