@@ -102,7 +102,7 @@ def test_uploads_and_searches_are_rate_limited(api) -> None:
 
     song = SongFactory.create(embedding_model="features")
     cache.clear()
-    rates = {"uploads": "2/minute", "searches": "3/minute"}
+    rates: dict[str, str | None] = {"uploads": "2/minute", "searches": "3/minute"}
     original = ScopedRateThrottle.THROTTLE_RATES
     ScopedRateThrottle.THROTTLE_RATES = rates
     try:
