@@ -120,6 +120,24 @@ def similar(request: HttpRequest) -> HttpResponse:
 @require_safe
 @ensure_csrf_cookie
 @public_or_login
+def identify(request: HttpRequest) -> HttpResponse:
+    config = {
+        "maxClipMb": settings.SIMILAR_CLIP_MAX_MB,
+        "acceptedContentTypes": sorted(services.AUDIO_CONTENT_TYPES),
+        "songIdPlaceholder": str(PLACEHOLDER_ID),
+        "urls": {**_song_urls(), "identify": reverse("api-identify"), "home": reverse("home")},
+    }
+    context = {
+        "config": config,
+        "ready_count": selectors.ready_song_count(),
+        "max_clip_mb": settings.SIMILAR_CLIP_MAX_MB,
+    }
+    return _page(request, "frontend/identify.html", context)
+
+
+@require_safe
+@ensure_csrf_cookie
+@public_or_login
 def song_detail(request: HttpRequest, song_id: UUID) -> HttpResponse:
     song = selectors.song_get(song_id)
     neighbours: list[selectors.Neighbour] = []

@@ -163,12 +163,13 @@ def test_song_page_lists_sound_tags_linking_to_the_filtered_catalog(client: Clie
 
 def test_header_navigation_marks_the_current_page(client: Client) -> None:
     song = SongFactory()
-    pages = {"/": "Catalog", "/similar/": "Find similar", f"/songs/{song.id}/": None}
+    pages = {"/": "Catalog", "/similar/": "Find similar", "/identify/": "Identify", f"/songs/{song.id}/": None}
     for url, current in pages.items():
         html = client.get(url).content.decode()
         nav = re.search(r'<nav class="site-nav" aria-label="Main">(.*?)</nav>', html, re.S)
         assert nav, url
-        assert re.findall(r'<a class="site-nav__link" href="([^"]+)"', nav.group(1)) == ["/", "/similar/", "/map/"]
+        hrefs = re.findall(r'<a class="site-nav__link" href="([^"]+)"', nav.group(1))
+        assert hrefs == ["/", "/similar/", "/identify/", "/map/"]
         marked = re.findall(r'aria-current="page">([^<]+)<', nav.group(1))
         assert marked == ([current] if current else []), url
 
