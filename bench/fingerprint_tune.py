@@ -1,0 +1,154 @@
+"""Place the identification thresholds: score distributions of right answers and of audio not in the catalog.
+
+Usage: python bench/fingerprint_tune.py [--corpus /work/corpus] [--cache /tmp/fingerprint-cache]
+       [--settings 10:5,3:5,10:0] [--queries 200] [--holdout-family wesnoth] [--set NAME=VALUE ...]
+
+Decodes every corpus file once (embeddings.audio.decode; cached as .npy) and makes the queries once per setting
+(excerpt + pink noise at the SNR + MP3 64 kb/s round trip; cached), so that trying landmark parameters costs only
+fingerprinting and matching. A "family" is a file's first folder up to its first "-" (e.g. wesnoth-1.16 ->
+wesnoth); files of `--holdout-family` are left out of the index and their queries measure false matches, since
+soundtracks of one game share material (remasters, loops) and are no test of unrelated audio.
+`--set` overrides a constant of fingerprints.landmarks, e.g. `--set "REFERENCE=Density(30, 10)"`.
+
+Prints per setting the unthresholded scores (best, runner-up song, the best song's background) and, for a grid of
+FINGERPRINT_MIN_MATCHES x FINGERPRINT_MIN_CONFIDENCE, the share of right answers and of false matches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+import django
+
+django.setup()
+
+from embeddings.audio import SILENCE_PEAK, decode
+from embeddings.base import SAMPLE_RATE, EmbeddingError
+from fingerprints import landmarks as lm
+from fingerprints.index.local import MemoryFingerprintIndex
+from fingerprints.management.commands.evaluate_identify import find_audio, mix, mp3_roundtrip, pink_noise
+from fingerprints.selectors import best_match
+
+
+def family(name: str) -> str:
+    return name.split("/")[-2].split("-")[0] if "/" in name else ""
+
+
+def load_corpus(corpus: Path, cache: Path) -> dict[str, np.ndarray]:
+    audio = {}
+    for path in find_audio(corpus):
+        name = str(path.relative_to(corpus))
+        npy = cache / (name.replace("/", "__") + ".npy")
+        if not npy.exists():
+            try:
+                np.save(npy, decode(path, max_seconds=900, min_seconds=0.25).samples)
+            except EmbeddingError as exc:
+                print(f"skipped {name}: {exc}")
+                continue
+        audio[name] = np.load(npy, mmap_mode="r")
+    return audio
+
+
+def make_queries(audio: dict[str, np.ndarray], seconds: float, snr: float, seed: int, count: int, cache: Path):
+    path = cache / f"queries-{seconds:g}s-{snr:g}dB-seed{seed}-{count}.npz"
+    if path.exists():
+        data = np.load(path, allow_pickle=True)
+        return list(zip(data["names"], data["starts"], data["clips"], strict=True))
+    rng = np.random.default_rng(seed)
+    names = sorted(n for n, x in audio.items() if x.size >= seconds * SAMPLE_RATE)
+    queries: list[tuple[str, float, np.ndarray]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        while len(queries) < count:
+            name = names[int(rng.integers(len(names)))]
+            start = round(float(rng.uniform(0, audio[name].size / SAMPLE_RATE - seconds)), 2)
+            first = round(start * SAMPLE_RATE)
+            clean = np.array(audio[name][first : first + round(seconds * SAMPLE_RATE)], dtype=np.float32)
+            if np.max(np.abs(clean)) < SILENCE_PEAK:
+                continue
+            clip = mp3_roundtrip(mix(clean, pink_noise(clean.size, rng), snr), "64k", Path(tmp))
+            queries.append((name, start, clip))
+    clips = np.empty(len(queries), dtype=object)
+    clips[:] = [q[2] for q in queries]
+    np.savez(path, names=np.array([q[0] for q in queries]), starts=np.array([q[1] for q in queries]), clips=clips)
+    return queries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "fingerprint-cache")
+    parser.add_argument("--settings", default="10:5,3:5,10:0", help="seconds:SNR pairs")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--holdout-family", default="wesnoth")
+    parser.add_argument("--set", action="append", default=[])
+    args = parser.parse_args()
+    for item in args.set:
+        name, value = item.split("=", 1)
+        setattr(lm, name, eval(value, vars(lm)))  # noqa: S307 (a tuning tool run by hand)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    audio = load_corpus(args.corpus, args.cache)
+    ids = {name: uuid.uuid5(uuid.NAMESPACE_URL, name) for name in audio}
+    started = time.perf_counter()
+    index = MemoryFingerprintIndex()
+    index.add_many(
+        (ids[name], found.hashes, found.times)
+        for name, x in audio.items()
+        if family(name) != args.holdout_family and len(found := lm.landmarks(np.asarray(x)))
+    )
+    hours = sum(x.size for name, x in audio.items() if family(name) != args.holdout_family) / SAMPLE_RATE / 3600
+    stats = index.stats()
+    print(
+        f"index: {stats.songs} songs, {stats.hashes / hours / 3600:.0f} landmarks/s, {stats.bytes / 1e6 / hours:.1f} "
+        f"MB/h, built in {time.perf_counter() - started:.0f} s; {args.holdout_family} held out"
+    )
+    for setting in args.settings.split(","):
+        seconds, snr = (float(x) for x in setting.split(":"))
+        rows = []
+        for name, _, clip in make_queries(audio, seconds, snr, args.seed, args.queries, args.cache):
+            began = time.perf_counter()
+            query = lm.query_landmarks(clip)
+            match = best_match(query, index.lookup(query.hashes))
+            ms = (time.perf_counter() - began) * 1000
+            known = family(name) != args.holdout_family
+            right = match is not None and known and match.song_id == ids[name]
+            if match is None:
+                rows.append((known, right, 0, 0, 0, 0.0, ms))
+            else:
+                rows.append(
+                    (known, right, match.matches, match.runner_up_matches, match.background, match.confidence, ms)
+                )
+        r = np.array(rows, dtype=float)
+        known, unknown = r[r[:, 0] == 1], r[r[:, 0] == 0]
+        print(f"\n{seconds:g} s at {snr:g} dB: {len(known)} queries of indexed songs, {len(unknown)} of held-out ones")
+        print(f"  time p50 {np.percentile(r[:, 6], 50):.0f} ms, p95 {np.percentile(r[:, 6], 95):.0f} ms")
+        for label, part in (("right best", known[known[:, 1] == 1]), ("held-out best", unknown)):
+            if len(part):
+                print(
+                    f"  {label}: matches p5/p50 {np.percentile(part[:, 2], [5, 50])}, runner-up p50/p95 "
+                    f"{np.percentile(part[:, 3], [50, 95])}, background p50/p95 {np.percentile(part[:, 4], [50, 95])}, "
+                    f"confidence p5/p50/max {np.percentile(part[:, 5], [5, 50, 100])}"
+                )
+        for min_matches in (10, 15, 20, 25, 30):
+            cells = []
+            for min_confidence in (0.3, 0.4, 0.5, 0.6):
+                accepted = (r[:, 2] >= min_matches) & (r[:, 5] >= min_confidence)
+                top1 = np.mean(accepted[r[:, 0] == 1] & (known[:, 1] == 1)) if len(known) else 0.0
+                false = np.mean(accepted[r[:, 0] == 0]) if len(unknown) else 0.0
+                wrong = np.mean(accepted[r[:, 0] == 1] & (known[:, 1] == 0)) if len(known) else 0.0
+                cells.append(f"conf {min_confidence}: {top1:.3f}/{wrong:.3f}/{false:.3f}")
+            print(f"  min {min_matches:>2} (top-1/wrong/false match)  " + "  ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
