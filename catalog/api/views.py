@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -213,6 +214,18 @@ class MoreLikeThisApi(APIView):
         )
 
 
+@contextmanager
+def saved_clip(clip: UploadedFile) -> Iterator[Path]:
+    """A query clip as a temporary file (decoders want a path), refused when over SIMILAR_CLIP_MAX_MB."""
+    if clip.size is not None and clip.size > settings.SIMILAR_CLIP_MAX_MB * 1024 * 1024:
+        raise InvalidClip(f"The clip is larger than {settings.SIMILAR_CLIP_MAX_MB} MB; send a shorter excerpt.")
+    with tempfile.NamedTemporaryFile(suffix=Path(clip.name or "clip").suffix.lower()[:10]) as handle:
+        for chunk in clip.chunks():
+            handle.write(chunk)
+        handle.flush()
+        yield Path(handle.name)
+
+
 class SimilarToClipApi(APIView):
     """Songs that sound like an uploaded clip; the clip is analysed and discarded, never catalogued."""
 
@@ -235,15 +248,8 @@ class SimilarToClipApi(APIView):
     def post(self, request: Request) -> Response:
         params = self.Params(data=request.data)
         params.is_valid(raise_exception=True)
-        clip: UploadedFile = params.validated_data["clip"]
-        if clip.size is not None and clip.size > settings.SIMILAR_CLIP_MAX_MB * 1024 * 1024:
-            raise InvalidClip(f"The clip is larger than {settings.SIMILAR_CLIP_MAX_MB} MB; send a shorter excerpt.")
-        suffix = Path(clip.name or "clip").suffix.lower()[:10]
-        with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
-            for chunk in clip.chunks():
-                handle.write(chunk)
-            handle.flush()
-            neighbours = selectors.similar_to_clip(Path(handle.name), limit=params.validated_data["limit"])
+        with saved_clip(params.validated_data["clip"]) as path:
+            neighbours = selectors.similar_to_clip(path, limit=params.validated_data["limit"])
         return Response({"model": active_model_name(), "results": NeighbourSerializer(neighbours, many=True).data})
 
 
@@ -304,14 +310,8 @@ class IdentifyApi(APIView):
     def post(self, request: Request) -> Response:
         params = SimilarToClipApi.Params(data=request.data)
         params.is_valid(raise_exception=True)
-        clip: UploadedFile = params.validated_data["clip"]
-        if clip.size is not None and clip.size > settings.SIMILAR_CLIP_MAX_MB * 1024 * 1024:
-            raise InvalidClip(f"The clip is larger than {settings.SIMILAR_CLIP_MAX_MB} MB; send a shorter excerpt.")
-        with tempfile.NamedTemporaryFile(suffix=Path(clip.name or "clip").suffix.lower()[:10]) as handle:
-            for chunk in clip.chunks():
-                handle.write(chunk)
-            handle.flush()
-            found = selectors.identify_clip(Path(handle.name))
+        with saved_clip(params.validated_data["clip"]) as path:
+            found = selectors.identify_clip(path)
         if found is None:
             return Response({"match": None, "detail": "No catalog song matches this clip."})
         return Response(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
+import numpy as np
 from django.conf import settings
 
 from embeddings.base import FloatArray
@@ -47,6 +48,18 @@ class VectorIndex(Protocol):
     def search(self, vector: FloatArray, limit: int, exclude_file: str | None = None) -> list[Hit]:
         """The `limit` nearest vectors by dot product, best first, never the excluded file."""
         ...
+
+
+def checked_vector(vector: FloatArray, *, model: str, dim: int) -> FloatArray:
+    """The vector as float32 of the index's size, or a clear error (shared by every backend)."""
+    array = np.asarray(vector, dtype=np.float32)
+    if array.shape != (dim,):
+        raise VectorIndexError(
+            f"vector of shape {array.shape} does not fit the {model} index, which holds {dim}-d vectors"
+        )
+    if not np.all(np.isfinite(array)):
+        raise VectorIndexError("vector contains NaN or infinite values")
+    return array
 
 
 def get_vector_index(model: str, dim: int) -> VectorIndex:

@@ -36,7 +36,7 @@ from pymongo.errors import (
 )
 
 from embeddings.base import FloatArray
-from embeddings.index import Hit, IndexUnavailable, VectorIndexError
+from embeddings.index import Hit, IndexUnavailable, VectorIndexError, checked_vector
 
 # Atlas refuses a larger numCandidates.
 MAX_NUM_CANDIDATES = 10_000
@@ -180,14 +180,7 @@ class AtlasVectorIndex:
         return f"{self.model}:{song_id}"
 
     def _check(self, vector: FloatArray) -> FloatArray:
-        array = np.asarray(vector, dtype=np.float32)
-        if array.shape != (self.dim,):
-            raise VectorIndexError(
-                f"vector of shape {array.shape} does not fit the {self.model} index, which holds {self.dim}-d vectors"
-            )
-        if not np.all(np.isfinite(array)):
-            raise VectorIndexError("vector contains NaN or infinite values")
-        return array
+        return checked_vector(vector, model=self.model, dim=self.dim)
 
     def upsert(self, song_id: UUID, file: str, vector: FloatArray) -> None:
         document = {

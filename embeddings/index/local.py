@@ -43,7 +43,7 @@ from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 
 from embeddings.base import FloatArray
-from embeddings.index import Hit, VectorIndexError
+from embeddings.index import Hit, VectorIndexError, checked_vector
 from embeddings.models import IndexVersion, StoredVector
 
 logger = logging.getLogger(__name__)
@@ -454,14 +454,7 @@ class LocalVectorIndex:
         self.dim = dim
 
     def _check(self, vector: FloatArray) -> FloatArray:
-        array = np.asarray(vector, dtype=np.float32)
-        if array.shape != (self.dim,):
-            raise VectorIndexError(
-                f"vector of shape {array.shape} does not fit the {self.model} index, which holds {self.dim}-d vectors"
-            )
-        if not np.all(np.isfinite(array)):
-            raise VectorIndexError("vector contains NaN or infinite values")
-        return array
+        return checked_vector(vector, model=self.model, dim=self.dim)
 
     def _bump(self) -> None:
         IndexVersion.objects.update_or_create(model=self.model, defaults={"version": uuid.uuid4()})
