@@ -12,7 +12,6 @@ being replaced is never missing from lookups (for a moment it is there twice, wh
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,9 @@ import numpy as np
 import numpy.typing as npt
 from django.conf import settings
 
+# One client and connection pool per URI and process, shared with the vector index on the same server.
+from embeddings.index.atlas import close_clients as atlas_close_clients
+from embeddings.index.atlas import mongo_client
 from fingerprints.index import (
     FingerprintIndexError,
     FingerprintIndexUnavailable,
@@ -42,35 +44,13 @@ _LOOKUP_BATCH = 5000
 # How long a process trusts its count of stored landmarks (for the stop limit).
 _COUNT_TTL_SECONDS = 60.0
 
-_clients: dict[tuple[int, str], Any] = {}
-_clients_lock = threading.Lock()
 _indexed: set[tuple[int, str, str, str]] = set()
-
-
-def _client(uri: str) -> Any:
-    """One client (and connection pool) per URI and process; a forked child makes its own."""
-    key = (os.getpid(), uri)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            from pymongo import MongoClient
-
-            options: dict[str, Any] = {"appname": "resonance"}
-            for option, default in (("serverSelectionTimeoutMS", 5000), ("socketTimeoutMS", 20000)):
-                if option.lower() not in uri.lower():  # an option in the URI wins
-                    options[option] = default
-            client = MongoClient(uri, **options)
-            _clients[key] = client
-        return client
 
 
 def close_clients() -> None:
     """Close the clients this process opened (tests; processes letting go of their pools)."""
-    with _clients_lock:
-        for client in _clients.values():
-            client.close()
-        _clients.clear()
-        _indexed.clear()
+    atlas_close_clients()
+    _indexed.clear()
 
 
 def _bson_uuid(song_id: UUID) -> Any:
@@ -113,7 +93,7 @@ class MongoFingerprintIndex:
     # --- collections -------------------------------------------------------------------------------------------
 
     def _db(self) -> Any:
-        return _client(self.uri)[self.database]
+        return mongo_client(self.uri)[self.database]
 
     def _hashes(self) -> Any:
         return self._db()[self.collection]
