@@ -96,43 +96,43 @@ def home(request: HttpRequest) -> HttpResponse:
     return _page(request, "frontend/home.html", {"config": config, "statuses": SongStatus.choices})
 
 
-@require_safe
-@ensure_csrf_cookie
-@public_or_login
-def similar(request: HttpRequest) -> HttpResponse:
+def _clip_page(request: HttpRequest, template: str, *, endpoint: str, url_name: str, **extra: Any) -> HttpResponse:
+    """A page that sends one audio clip to `url_name` (find similar, identify)."""
     config = {
         "maxClipMb": settings.SIMILAR_CLIP_MAX_MB,
         "acceptedContentTypes": sorted(services.AUDIO_CONTENT_TYPES),
         "songIdPlaceholder": str(PLACEHOLDER_ID),
-        "urls": {**_song_urls(), "similar": reverse("api-search-similar"), "home": reverse("home")},
+        "urls": {**_song_urls(), endpoint: reverse(url_name), "home": reverse("home")},
     }
     context = {
         "config": config,
         "ready_count": selectors.ready_song_count(),
         "max_clip_mb": settings.SIMILAR_CLIP_MAX_MB,
-        "max_clip_seconds": round(settings.SIMILAR_CLIP_MAX_SECONDS),
-        "limits": SIMILAR_LIMITS,
-        "default_limit": 10,
+        **extra,
     }
-    return _page(request, "frontend/similar.html", context)
+    return _page(request, template, context)
+
+
+@require_safe
+@ensure_csrf_cookie
+@public_or_login
+def similar(request: HttpRequest) -> HttpResponse:
+    return _clip_page(
+        request,
+        "frontend/similar.html",
+        endpoint="similar",
+        url_name="api-search-similar",
+        max_clip_seconds=round(settings.SIMILAR_CLIP_MAX_SECONDS),
+        limits=SIMILAR_LIMITS,
+        default_limit=10,
+    )
 
 
 @require_safe
 @ensure_csrf_cookie
 @public_or_login
 def identify(request: HttpRequest) -> HttpResponse:
-    config = {
-        "maxClipMb": settings.SIMILAR_CLIP_MAX_MB,
-        "acceptedContentTypes": sorted(services.AUDIO_CONTENT_TYPES),
-        "songIdPlaceholder": str(PLACEHOLDER_ID),
-        "urls": {**_song_urls(), "identify": reverse("api-identify"), "home": reverse("home")},
-    }
-    context = {
-        "config": config,
-        "ready_count": selectors.ready_song_count(),
-        "max_clip_mb": settings.SIMILAR_CLIP_MAX_MB,
-    }
-    return _page(request, "frontend/identify.html", context)
+    return _clip_page(request, "frontend/identify.html", endpoint="identify", url_name="api-identify")
 
 
 @require_safe
