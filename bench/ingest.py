@@ -6,11 +6,14 @@ Usage:
 Options: --model auto|panns-cnn14|panns-cnn10|features (default: EMBEDDING_MODEL), --device, --precision,
 --batch-size (default: the EMBEDDING_* settings), --decode-workers (2), --threads (torch's default),
 --random-weights (a PANNs model without its checkpoint: random weights, for speed only),
---hop-seconds (an experiment: a PANNs window hop other than the product's 5 s).
+--hop-seconds (an experiment: a PANNs window hop other than the product's 5 s),
+--mode worker|ahead (default worker).
 
-Every file is decoded with embeddings.audio.decode (at most 900 s) on a thread pool that stays ahead of the
-model, so decoding the next tracks overlaps embedding the current one; the model is loaded once through
-the registry, as in a worker. Prints tracks, audio hours, decode and model seconds, wall seconds,
+`--mode worker` runs exactly what an ingest task does: tracks one after another, each decoded on a thread
+(embeddings.audio.decode_in_background, at most 900 s) while the model embeds the blocks already decoded.
+`--mode ahead` decodes whole tracks on a thread pool that stays ahead of the model instead, so decoding the
+next tracks overlaps embedding the current one. The model is loaded once through the registry, as in a worker.
+Prints tracks, audio hours, decode and model seconds, wall seconds,
 tracks per minute, the realtime factor (audio seconds per wall second), the CPU seconds used (fairer
 than wall time on a machine shared with other work) and the peak RSS.
 """
@@ -25,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +44,8 @@ import numpy as np
 from django.conf import settings
 
 from embeddings import registry
-from embeddings.audio import DecodedAudio, decode
-from embeddings.base import SAMPLE_RATE, EmbeddingError
+from embeddings.audio import DecodedAudio, decode, decode_in_background
+from embeddings.base import SAMPLE_RATE, EmbeddingError, EmbeddingModel
 
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".m4a", ".opus"}
 MAX_SECONDS = 900.0
@@ -138,6 +141,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--random-weights", action="store_true", help="PANNs with random weights (speed only)")
     parser.add_argument("--hop-seconds", type=float, default=None, help="experiment: another PANNs window hop")
+    parser.add_argument("--mode", choices=["worker", "ahead"], default="worker", help="how decoding overlaps")
     args = parser.parse_args()
     if args.decode_workers < 1:
         parser.error("--decode-workers must be at least 1")
@@ -204,48 +208,12 @@ def _run(args: argparse.Namespace, files: list[Path], model_name: str) -> None:
     precision = getattr(model, "precision", "float32")
     print(f"{model.name} on {model.device} ({precision}), loaded in {load_seconds:.1f} s", file=sys.stderr)
 
-    decoded: list[Decoded] = []
-    model_seconds = waiting = audio_seconds = 0.0
-    failed: list[str] = []
+    run = _run_worker if args.mode == "worker" else _run_ahead
     cpu_started = _cpu_seconds()
     started = time.perf_counter()
-    with ThreadPoolExecutor(args.decode_workers, thread_name_prefix="decode") as pool:
-        pending: deque[Future[Decoded]] = deque()
-        queue = iter(files)
-        # Keep one decode per worker plus one finished track ready, so the model never waits when decode keeps up.
-        for path in queue:
-            pending.append(pool.submit(_decode, path))
-            if len(pending) > args.decode_workers:
-                break
-        while pending:
-            wait_started = time.perf_counter()
-            item = pending.popleft().result()
-            waiting += time.perf_counter() - wait_started
-            next_path = next(queue, None)
-            if next_path is not None:
-                pending.append(pool.submit(_decode, next_path))
-            decoded.append(item)
-            if item.audio is None:
-                failed.append(f"{item.path.name}: {item.error}")
-                continue
-            seconds = item.audio.seconds
-            embed_started = time.perf_counter()
-            try:
-                analysis = model.analyse(item.audio.samples)
-            except EmbeddingError as exc:
-                failed.append(f"{item.path.name}: {exc}")
-                continue
-            finally:
-                model_seconds += time.perf_counter() - embed_started
-                item.audio = None  # let the samples go
-            audio_seconds += seconds
-            print(
-                f"  {len(decoded):3d}/{len(files)} {seconds:6.0f} s audio,"
-                f" decode {item.finished - item.started:5.2f} s,"
-                f" embed {time.perf_counter() - embed_started:5.2f} s,"
-                f" {len(analysis.tags)} tags  {item.path.name}",
-                file=sys.stderr,
-            )
+    result = run(args, files, model)
+    decoded, failed = result.decoded, result.failed
+    model_seconds, waiting, audio_seconds = result.model_seconds, result.waiting, result.audio_seconds
     wall = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
     decode_sum = sum(item.finished - item.started for item in decoded)
@@ -261,7 +229,8 @@ def _run(args: argparse.Namespace, files: list[Path], model_name: str) -> None:
         ("precision", precision),
         ("batch size", str(getattr(model, "batch_size", "-"))),
         ("torch threads", str(torch.get_num_threads())),
-        ("decode workers", str(args.decode_workers)),
+        ("mode", args.mode),
+        ("decode workers", str(args.decode_workers) if args.mode == "ahead" else "1 thread per track"),
         ("weights", "random" if args.random_weights else ("none" if model.name == "features" else "checkpoint")),
         ("hop seconds", f"{getattr(model, 'hop_samples', 0) / SAMPLE_RATE:g}" if model.name != "features" else "-"),
         ("tracks", f"{tracks} ({len(failed)} failed)"),
@@ -285,6 +254,104 @@ def _run(args: argparse.Namespace, files: list[Path], model_name: str) -> None:
         print(f"{key:<{width}}  {value}")
     for line in failed:
         print(f"failed: {line}")
+
+
+@dataclass
+class Outcome:
+    decoded: list[Decoded]
+    failed: list[str]
+    model_seconds: float = 0.0
+    waiting: float = 0.0
+    audio_seconds: float = 0.0
+
+
+def _progress(number: int, total: int, seconds: float, item: Decoded, embed_seconds: float, tags: int) -> None:
+    print(
+        f"  {number:3d}/{total} {seconds:6.0f} s audio, decode {item.finished - item.started:5.2f} s,"
+        f" embed {embed_seconds:5.2f} s, {tags} tags  {item.path.name}",
+        file=sys.stderr,
+    )
+
+
+class _Timed:
+    """The decoder's blocks, counting how long the model waited for each."""
+
+    def __init__(self, blocks: Iterable[np.ndarray]) -> None:
+        self.blocks, self.waiting = iter(blocks), 0.0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            wait_started = time.perf_counter()
+            try:
+                block = next(self.blocks)
+            except StopIteration:
+                return
+            finally:
+                self.waiting += time.perf_counter() - wait_started
+            yield block
+
+
+def _run_worker(args: argparse.Namespace, files: list[Path], model: EmbeddingModel) -> Outcome:
+    outcome = Outcome(decoded=[], failed=[])
+    for path in files:
+        embed_started = time.perf_counter()
+        with decode_in_background(path, max_seconds=MAX_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS) as decoding:
+            blocks = _Timed(decoding.blocks())
+            try:
+                analysis = model.analyse_blocks(blocks)
+                seconds = decoding.result().seconds
+                error = ""
+            except EmbeddingError as exc:
+                error, seconds = str(exc), 0.0
+        finished = time.perf_counter()
+        item = Decoded(path, None, error, embed_started, embed_started + decoding.seconds_spent)
+        outcome.decoded.append(item)
+        outcome.waiting += blocks.waiting
+        outcome.model_seconds += finished - embed_started - blocks.waiting
+        if error:
+            outcome.failed.append(f"{path.name}: {error}")
+            continue
+        outcome.audio_seconds += seconds
+        _progress(len(outcome.decoded), len(files), seconds, item, finished - embed_started, len(analysis.tags))
+    return outcome
+
+
+def _run_ahead(args: argparse.Namespace, files: list[Path], model: EmbeddingModel) -> Outcome:
+    outcome = Outcome(decoded=[], failed=[])
+    with ThreadPoolExecutor(args.decode_workers, thread_name_prefix="decode") as pool:
+        pending: deque[Future[Decoded]] = deque()
+        queue = iter(files)
+        # Keep one decode per worker plus one finished track ready, so the model never waits when decode keeps up.
+        for path in queue:
+            pending.append(pool.submit(_decode, path))
+            if len(pending) > args.decode_workers:
+                break
+        while pending:
+            wait_started = time.perf_counter()
+            item = pending.popleft().result()
+            outcome.waiting += time.perf_counter() - wait_started
+            next_path = next(queue, None)
+            if next_path is not None:
+                pending.append(pool.submit(_decode, next_path))
+            outcome.decoded.append(item)
+            if item.audio is None:
+                outcome.failed.append(f"{item.path.name}: {item.error}")
+                continue
+            seconds = item.audio.seconds
+            embed_started = time.perf_counter()
+            try:
+                analysis = model.analyse(item.audio.samples)
+            except EmbeddingError as exc:
+                outcome.failed.append(f"{item.path.name}: {exc}")
+                continue
+            finally:
+                outcome.model_seconds += time.perf_counter() - embed_started
+                item.audio = None  # let the samples go
+            outcome.audio_seconds += seconds
+            _progress(
+                len(outcome.decoded), len(files), seconds, item, time.perf_counter() - embed_started, len(analysis.tags)
+            )
+    return outcome
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The ingest pipeline, in order: fetch, probe, decode, embed, index, fingerprint, tag."""
+"""The ingest pipeline, in order: fetch, probe, decode, embed, index, fingerprint, tag.
+
+Decoding runs on a thread and the model embeds each block as it arrives, so decode and inference overlap.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import hashlib
 import logging
 import tempfile
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
@@ -17,9 +21,9 @@ from django.db.models import F
 
 from catalog.models import Song, SongStatus, SongTag
 from catalog.storage import StorageError, get_storage
-from embeddings.audio import DecodedAudio, decode
+from embeddings.audio import BackgroundDecode, DecodedAudio, decode_in_background
 from embeddings.base import Analysis, EmbeddingError, FloatArray, ModelUnavailable, Tag
-from embeddings.index import VectorIndexError, get_vector_index
+from embeddings.index import IndexUnavailable, VectorIndexError, get_vector_index
 from embeddings.registry import get_embedding_model
 from fingerprints.services import add_song_fingerprints
 
@@ -57,8 +61,8 @@ def ingest(song_id: UUID) -> None:
         with tempfile.TemporaryDirectory(prefix="resonance-ingest-") as workdir:
             path = fetch(song, Path(workdir), timings)
             probed = probe(path, timings)
-            audio = decode_audio(path, timings)
-            model_name, analysis = embed(audio, timings)
+            with decode_audio(path) as decoding:
+                audio, model_name, analysis = embed(decoding, timings)
             index(song, model_name, analysis.vector, timings)
             fingerprint(song, audio, timings)
             tag(song, probed, audio, model_name, analysis.tags, timings)
@@ -97,8 +101,8 @@ def reembed(song: Song, model_name: str) -> None:
     with tempfile.TemporaryDirectory(prefix="resonance-reembed-") as workdir:
         path = fetch(song, Path(workdir), timings)
         probed = probe(path, timings)
-        audio = decode_audio(path, timings)
-        name, analysis = embed(audio, timings, model_name=model_name)
+        with decode_audio(path) as decoding:
+            audio, name, analysis = embed(decoding, timings, model_name=model_name)
         # The new vector goes in first, so an interruption leaves the song on its old, still indexed model.
         index(song, name, analysis.vector, timings)
         tag(song, probed, audio, name, analysis.tags, timings)
@@ -164,33 +168,47 @@ def _first(tags: object, name: str) -> str:
     return str(value).strip()[:500] if value else ""
 
 
-def decode_audio(path: Path, timings: Timings) -> DecodedAudio:
-    started = time.perf_counter()
-    try:
-        audio = decode(path, max_seconds=settings.MAX_AUDIO_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS)
-    except EmbeddingError as exc:
-        raise IngestFailed(_sentence(exc)) from exc
-    timings.record("decode", started)
-    return audio
+def decode_audio(path: Path) -> AbstractContextManager[BackgroundDecode]:
+    """Start decoding on a thread (at most MAX_AUDIO_SECONDS); `embed` takes the blocks as they are ready."""
+    return decode_in_background(path, max_seconds=settings.MAX_AUDIO_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS)
 
 
-def embed(audio: DecodedAudio, timings: Timings, *, model_name: str | None = None) -> tuple[str, Analysis]:
+def embed(
+    decoding: BackgroundDecode, timings: Timings, *, model_name: str | None = None
+) -> tuple[DecodedAudio, str, Analysis]:
+    """The decoded song, the model that embedded it, and its analysis; decode problems are named first."""
     started = time.perf_counter()
     try:
         model = get_embedding_model(model_name)
-        analysis = model.analyse(audio.samples)
+        analysis = model.analyse_blocks(decoding.blocks())
+        audio = decoding.result()
     except ModelUnavailable as exc:
         raise IngestFailed(f"The embedding model is not available: {exc}") from exc
     except EmbeddingError as exc:
-        raise IngestFailed(_sentence(exc)) from exc
+        # A silent or too short file is reported as such, not as the model's complaint about it.
+        raise IngestFailed(_sentence(_decode_error(decoding) or exc)) from exc
+    timings.steps["decode"] = round(decoding.seconds_spent, 3)
     timings.record("embed", started)
-    return model.name, analysis
+    return audio, model.name, analysis
+
+
+def _decode_error(decoding: BackgroundDecode) -> EmbeddingError | None:
+    try:
+        decoding.result()
+    except EmbeddingError as exc:
+        return exc
+    return None
 
 
 def index(song: Song, model_name: str, vector: FloatArray, timings: Timings) -> None:
+    """Store the vector and wait until search serves it: a song is never ready without being searchable."""
     started = time.perf_counter()
     try:
-        get_vector_index(model_name, vector.shape[0]).upsert(song.pk, song.object_key, vector)
+        vector_index = get_vector_index(model_name, vector.shape[0])
+        vector_index.upsert(song.pk, song.object_key, vector)
+        vector_index.wait_searchable(song.pk, vector, timeout=settings.INDEX_SEARCHABLE_TIMEOUT_SECONDS)
+    except IndexUnavailable:
+        raise  # transient: the task retries with backoff
     except VectorIndexError as exc:
         raise IngestFailed(f"The search index refused the song: {exc}") from exc
     timings.record("index", started)

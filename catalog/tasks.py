@@ -37,7 +37,7 @@ class IngestTask(Task):
     base=IngestTask,
     name="catalog.ingest_song",
     autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=True,
+    retry_backoff=settings.INGEST_RETRY_BACKOFF_SECONDS,
     retry_backoff_max=300,
     retry_jitter=True,
     max_retries=settings.INGEST_MAX_RETRIES,

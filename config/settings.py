@@ -242,6 +242,8 @@ MONGODB_COLLECTION = env_str("MONGODB_COLLECTION", "song_vectors")
 ATLAS_INDEX_NAME = env_str("ATLAS_INDEX_NAME", "song_vectors")
 # numCandidates = min(factor x limit, 10000): more candidates, better recall, slower queries.
 ATLAS_NUM_CANDIDATES_FACTOR = env_int("ATLAS_NUM_CANDIDATES_FACTOR", 20, minimum=1, maximum=10000)
+# An ingest waits this long for a stored vector to become searchable before marking the song ready (else it retries).
+INDEX_SEARCHABLE_TIMEOUT_SECONDS = env_float("INDEX_SEARCHABLE_TIMEOUT_SECONDS", 60.0, minimum=0.0)
 if VECTOR_BACKEND == "atlas" and not MONGODB_URI:
     from django.core.exceptions import ImproperlyConfigured
 
@@ -256,7 +258,9 @@ CELERY_BROKER_DIR = env_path("CELERY_BROKER_DIR", VAR_DIR / "broker")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # An ingest running longer than this is stopped and the song marked failed (hard kill a minute later).
 INGEST_TIME_LIMIT_SECONDS = env_int("INGEST_TIME_LIMIT_SECONDS", 1800, minimum=10)
-INGEST_MAX_RETRIES = env_int("INGEST_MAX_RETRIES", 5, minimum=0)
+INGEST_MAX_RETRIES = env_int("INGEST_MAX_RETRIES", 8, minimum=0)
+# Retry n waits a random time up to min(base x 2^n, 300) s: the defaults ride out outages of several minutes.
+INGEST_RETRY_BACKOFF_SECONDS = env_int("INGEST_RETRY_BACKOFF_SECONDS", 5, minimum=1)
 # Redis redelivers unacknowledged tasks after this long; it must exceed the longest ingest.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 

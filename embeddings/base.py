@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -47,6 +48,10 @@ class EmbeddingModel(Protocol):
 
     def analyse(self, samples: FloatArray) -> Analysis:
         """The embedding plus the top tags, when the model has named classes (else no tags)."""
+        ...
+
+    def analyse_blocks(self, blocks: Iterable[FloatArray]) -> Analysis:
+        """`analyse` of the song the consecutive blocks make up; a model may start before the last block arrives."""
         ...
 
 

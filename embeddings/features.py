@@ -8,6 +8,7 @@ L2-normalised so that a dot product is a cosine similarity.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import librosa
@@ -113,3 +114,8 @@ class FeatureEmbedder:
 
     def analyse(self, samples: FloatArray) -> Analysis:
         return Analysis(vector=self.embed(samples))
+
+    def analyse_blocks(self, blocks: Iterable[FloatArray]) -> Analysis:
+        # The features summarise the whole song at once (minute by minute), so the blocks are joined first.
+        pieces = [np.asarray(block, dtype=np.float32) for block in blocks]
+        return self.analyse(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,7 @@ __all__ = [
     "LabelFileError",
     "PannsEmbedder",
     "PannsVariant",
+    "Windows",
     "build_cnn10",
     "build_cnn14",
     "fetch_checkpoint",
@@ -101,6 +102,51 @@ def window_starts(num_samples: int, *, window: int, hop: int) -> list[int]:
     if starts[-1] + window < num_samples:
         starts.append(num_samples - window)
     return starts
+
+
+class Windows:
+    """Cuts samples that arrive block by block into exactly the windows `window_starts` gives for the whole song.
+
+    Only the samples a later window may still need are kept, so a long song never sits here whole.
+    """
+
+    def __init__(self, *, window: int, hop: int, min_samples: int) -> None:
+        self.window, self.hop, self.min_samples = window, hop, min_samples
+        self.count = 0
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._offset = 0  # song position of _buffer[0]
+        self._total = 0
+        self._next = 0  # start of the next hop-aligned window
+        self._last = -1  # start of the last window handed out
+
+    def feed(self, block: FloatArray) -> list[FloatArray]:
+        self._buffer = np.concatenate([self._buffer, np.asarray(block, dtype=np.float32)])
+        self._total += block.size
+        out: list[FloatArray] = []
+        while self._next + self.window <= self._total:
+            out.append(self._cut(self._next, self.window))
+            self._next += self.hop
+        # The closing window ends at the song's end, so it may reach back up to one window from here.
+        keep_from = max(self._offset, min(self._next, self._total - self.window))
+        self._buffer = self._buffer[keep_from - self._offset :]
+        self._offset = keep_from
+        return out
+
+    def finish(self) -> list[FloatArray]:
+        """The windows left once the song has ended: the one ending at the end, or the whole (padded) clip."""
+        if self._total == 0:
+            raise EmbeddingError("the audio is empty")
+        if self._total < self.min_samples:
+            self._buffer = np.pad(self._buffer, (0, self.min_samples - self._total))
+            self._total = self.min_samples
+        length = min(self._total, self.window)
+        starts = window_starts(self._total, window=self.window, hop=self.hop)
+        return [self._cut(start, length) for start in starts if start > self._last]
+
+    def _cut(self, start: int, length: int) -> FloatArray:
+        self._last = start
+        self.count += 1
+        return self._buffer[start - self._offset : start - self._offset + length]
 
 
 class PannsEmbedder:
@@ -167,27 +213,47 @@ class PannsEmbedder:
             return []
         return top_tags(clipwise, self.labels, limit=self.max_tags, min_score=self.tag_min_score)
 
+    def analyse_blocks(self, blocks: Iterable[FloatArray]) -> Analysis:
+        """`analyse` on a song that arrives in consecutive blocks: windows run through the model as they fill."""
+        vector, clipwise = self._pooled(_validated(block) for block in blocks if np.size(block))
+        return Analysis(vector=vector, tags=self.tags_for(clipwise))
+
     def embed_with_tags(self, samples: FloatArray) -> tuple[FloatArray, FloatArray]:
         """The unit embedding and the mean AudioSet (527-class) probabilities over the song's windows."""
+        return self._pooled([_validated(samples)])
+
+    def _pooled(self, blocks: Iterable[FloatArray]) -> tuple[FloatArray, FloatArray]:
         import torch
 
-        audio = _validated(samples)
-        if audio.size < self.variant.min_samples:
-            audio = np.pad(audio, (0, self.variant.min_samples - audio.size))
-        window = min(audio.size, self.window_samples)
-        starts = window_starts(audio.size, window=self.window_samples, hop=self.hop_samples)
+        windows = Windows(window=self.window_samples, hop=self.hop_samples, min_samples=self.variant.min_samples)
         embedding_sum = np.zeros(self.dim, dtype=np.float64)
         clipwise_sum = np.zeros(self.variant.classes_num, dtype=np.float64)
-        with self._lock, torch.inference_mode():
-            self._model.eval()
-            for first in range(0, len(starts), self.batch_size):
-                # Slice per batch so a long song never holds every window in memory at once.
-                batch = np.stack([audio[start : start + window] for start in starts[first : first + self.batch_size]])
-                embedding, clipwise = self.forward(torch.from_numpy(batch).to(self.device))
-                embedding_sum += _summed(embedding, self.dim)
-                clipwise_sum += _summed(clipwise, self.variant.classes_num)
-            vector = l2_normalise(embedding_sum / len(starts))
-            clipwise_mean = (clipwise_sum / len(starts)).astype(np.float32)
+        batch: list[FloatArray] = []
+
+        def run() -> None:
+            # The lock is held per batch, not while waiting for the next decoded block.
+            with self._lock, torch.inference_mode():
+                self._model.eval()
+                embedding, clipwise = self.forward(torch.from_numpy(np.stack(batch)).to(self.device))
+            nonlocal embedding_sum, clipwise_sum
+            embedding_sum += _summed(embedding, self.dim)
+            clipwise_sum += _summed(clipwise, self.variant.classes_num)
+            batch.clear()
+
+        for block in blocks:
+            for window in windows.feed(block):
+                batch.append(window)
+                if len(batch) == self.batch_size:
+                    run()
+        for window in windows.finish():
+            batch.append(window)
+            if len(batch) == self.batch_size:
+                run()
+        if batch:
+            run()
+        vector = l2_normalise(embedding_sum / windows.count)
+        clipwise_mean = (clipwise_sum / windows.count).astype(np.float32)
+        with self._lock:
             self.last_clipwise = clipwise_mean
         return vector, clipwise_mean
 

@@ -39,6 +39,10 @@ class VectorIndex(Protocol):
         """Remove the song's vector for this model; a missing vector is not an error."""
         ...
 
+    def wait_searchable(self, song_id: UUID, vector: FloatArray, *, timeout: float) -> None:
+        """Return once `search` can find the song just upserted; IndexUnavailable if it cannot within `timeout`."""
+        ...
+
     def get(self, song_id: UUID) -> FloatArray | None: ...
 
     def export(self) -> tuple[list[UUID], FloatArray]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -38,6 +39,8 @@ from pymongo.errors import (
 from embeddings.base import FloatArray
 from embeddings.index import Hit, IndexUnavailable, VectorIndexError, checked_vector
 
+# How often an upserted song is looked for until the search index serves it.
+SEARCHABLE_POLL_SECONDS = 0.25
 # Atlas refuses a larger numCandidates.
 MAX_NUM_CANDIDATES = 10_000
 # How long a call waits for a reachable server before the index reports itself unavailable; a URI may override it.
@@ -195,6 +198,39 @@ class AtlasVectorIndex:
             self.collection.replace_one({"_id": self._id(song_id)}, document, upsert=True)
         except PyMongoError as exc:
             raise translate(exc, "storing a vector") from exc
+
+    def searchable_pipeline(self, song_id: UUID, vector: FloatArray) -> list[dict[str, Any]]:
+        """An exact (ENN) search for one song's own vector, filtered to that song: does the index serve it yet?"""
+        return [
+            {
+                "$vectorSearch": {
+                    "index": self.index_name,
+                    "path": "vector",
+                    "queryVector": to_bson_vector(vector),
+                    "exact": True,
+                    "limit": 1,
+                    "filter": {"$and": [{"model": self.model}, {"song_id": str(song_id)}]},
+                }
+            },
+            {"$project": {"_id": 0, "song_id": 1}},
+        ]
+
+    def wait_searchable(self, song_id: UUID, vector: FloatArray, *, timeout: float) -> None:
+        """Atlas indexes a write a moment after it is stored; a song is marked ready only once search finds it."""
+        pipeline = self.searchable_pipeline(song_id, self._check(vector))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if list(self.collection.aggregate(pipeline)):
+                    return
+            except PyMongoError as exc:
+                raise translate(exc, "checking that a vector is searchable") from exc
+            if time.monotonic() >= deadline:
+                raise IndexUnavailable(
+                    f"song {song_id} was stored in MongoDB but Atlas Vector Search did not serve it within "
+                    f"{timeout:g} s; the search index may be rebuilding (check `python manage.py atlas_index`)"
+                )
+            time.sleep(SEARCHABLE_POLL_SECONDS)
 
     def delete(self, song_id: UUID) -> None:
         try:

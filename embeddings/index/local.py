@@ -473,6 +473,10 @@ class LocalVectorIndex:
                 if attempt:
                     raise
 
+    def wait_searchable(self, song_id: UUID, vector: FloatArray, *, timeout: float) -> None:
+        # Searches read the database, so a committed upsert is searchable at once.
+        return None
+
     def delete(self, song_id: UUID) -> None:
         with transaction.atomic():
             deleted, _ = StoredVector.objects.filter(song_id=song_id, model=self.model).delete()

@@ -141,8 +141,51 @@ def test_storage_that_stays_down_fails_the_song_after_its_retries(upload, tmp_pa
     song = upload(audio.write(tmp_path / "poison.mp3", audio.tone(440, 2.0)))
 
     assert song.status == SongStatus.FAILED
-    assert song.failure_reason == "Gave up after 6 attempts: storage timed out"
-    assert len(attempts) == 6
+    assert song.failure_reason == "Gave up after 9 attempts: storage timed out"
+    assert len(attempts) == 9
+
+
+def test_an_index_that_is_down_for_a_while_is_retried_and_the_song_ends_ready(
+    upload, tmp_path: Path, monkeypatch
+) -> None:
+    from embeddings.index import IndexUnavailable
+    from embeddings.index.local import LocalVectorIndex
+
+    real_upsert = LocalVectorIndex.upsert
+    attempts = []
+
+    def down_twice(self, song_id, file, vector):
+        attempts.append(song_id)
+        if len(attempts) <= 2:
+            raise IndexUnavailable("connection refused")
+        real_upsert(self, song_id, file, vector)
+
+    monkeypatch.setattr(LocalVectorIndex, "upsert", down_twice)
+
+    song = upload(audio.write(tmp_path / "patient.mp3", audio.chord([220, 330], 3.0)))
+
+    assert song.status == SongStatus.READY, song.failure_reason
+    assert song.ingest_attempts == 3
+    assert StoredVector.objects.filter(song_id=song.pk).count() == 1
+
+
+def test_a_song_the_index_never_serves_is_never_marked_ready(upload, tmp_path: Path, monkeypatch) -> None:
+    from embeddings.index import IndexUnavailable
+    from embeddings.index.local import LocalVectorIndex
+
+    statuses = []
+
+    def never(self, song_id, vector, *, timeout):
+        statuses.append(Song.objects.get(pk=song_id).status)
+        raise IndexUnavailable("stored but not served yet")
+
+    monkeypatch.setattr(LocalVectorIndex, "wait_searchable", never)
+
+    song = upload(audio.write(tmp_path / "unseen.mp3", audio.chord([220, 330], 3.0)))
+
+    assert song.status == SongStatus.FAILED
+    assert song.failure_reason == "Gave up after 9 attempts: stored but not served yet"
+    assert set(statuses) == {SongStatus.PROCESSING}
 
 
 def test_a_panns_ingest_stores_a_512d_vector_and_named_sound_tags(upload, api, tmp_path: Path, settings) -> None:

@@ -20,7 +20,7 @@ import pytest
 from bson.binary import Binary, BinaryVectorDtype
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from mockupdb import MockupDB, go
+from mockupdb import MockupDB, OpMsg, go
 
 from embeddings.index import IndexUnavailable, VectorIndexError, get_vector_index
 from embeddings.index.atlas import AtlasVectorIndex, close_clients, mongo_client, num_candidates
@@ -142,6 +142,50 @@ def test_more_like_this_excludes_the_file_in_the_filter(server: MockupDB) -> Non
     )
     cursor(request, [{"song_id": str(uuid.uuid4()), "file": "other.mp3", "score": 0.75}])
     assert [hit.score for hit in future()] == [pytest.approx(0.5)]
+
+
+def expected_searchable_pipeline(song_id: uuid.UUID, vector: np.ndarray) -> list[Any]:
+    return [
+        {
+            "$vectorSearch": {
+                "index": INDEX,
+                "path": "vector",
+                "queryVector": f32(vector),
+                "exact": True,
+                "limit": 1,
+                "filter": {"$and": [{"model": "features"}, {"song_id": str(song_id)}]},
+            }
+        },
+        {"$project": {"_id": 0, "song_id": 1}},
+    ]
+
+
+def test_wait_searchable_polls_an_exact_search_for_the_song_until_atlas_serves_it(server: MockupDB) -> None:
+    index = get_vector_index("features", 4)
+    song = uuid.uuid4()
+    vector = unit(1, 1)
+    future = go(index.wait_searchable, song, vector, timeout=30)
+
+    for _ in range(2):  # not indexed yet: Atlas answers an empty cursor
+        request = server.receives()
+        assert command(request) == "aggregate"
+        assert request["pipeline"] == expected_searchable_pipeline(song, vector)
+        cursor(request, [])
+    cursor(server.receives(), [{"song_id": str(song)}])
+
+    assert future() is None
+
+
+def test_a_song_atlas_never_serves_makes_the_index_unavailable(server: MockupDB) -> None:
+    index = get_vector_index("features", 4)
+    empty = server.autoresponds(
+        OpMsg("aggregate", COLLECTION), {"cursor": {"id": 0, "ns": f"{DB}.{COLLECTION}", "firstBatch": []}}
+    )
+    try:
+        with pytest.raises(IndexUnavailable, match="did not serve it within 0.5 s"):
+            index.wait_searchable(uuid.uuid4(), unit(1), timeout=0.5)
+    finally:
+        empty.cancel()
 
 
 def test_num_candidates_is_factor_times_limit_capped_at_ten_thousand() -> None:

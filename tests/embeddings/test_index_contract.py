@@ -247,3 +247,13 @@ def test_local_fast_path_finds_what_exact_search_finds(settings: Any, tmp_path: 
     index.delete(newcomer)
     assert newcomer not in {hit.song_id for hit in index.search(vectors[0], limit=5)}
     forget_mirrors()
+
+
+def test_a_song_is_found_at_once_after_wait_searchable_returns(backend: Backend) -> None:
+    index = backend.index("contract")
+    song = uuid.uuid4()
+    index.upsert(song, "uploads/fresh.mp3", unit(0, 0, 1))
+
+    index.wait_searchable(song, unit(0, 0, 1), timeout=60)
+
+    assert [hit.song_id for hit in index.search(unit(0, 0, 1), limit=1)] == [song]

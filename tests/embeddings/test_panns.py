@@ -7,6 +7,7 @@ import functools
 import hashlib
 import http.server
 import io
+import itertools
 import logging
 import os
 import socket
@@ -726,3 +727,33 @@ def test_fetch_labels_refuses_something_huge(tmp_path: Path, web: tuple[str, Pat
         panns.fetch_labels(dest, url=f"{base}/big.csv")
 
     assert list(dest.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("seconds", [0.3, 3.0, 10.0, 12.0, 37.3, 40.0])
+def test_windows_cut_from_blocks_are_the_windows_of_the_whole_song(seconds: float) -> None:
+    window, hop, minimum = 10 * SAMPLE_RATE, 5 * SAMPLE_RATE, SAMPLE_RATE
+    rng = np.random.default_rng(int(seconds * 10))
+    song = rng.standard_normal(round(seconds * SAMPLE_RATE)).astype(np.float32)
+    padded = np.pad(song, (0, max(0, minimum - song.size)))
+    length = min(padded.size, window)
+    expected = [padded[start : start + length] for start in panns.window_starts(padded.size, window=window, hop=hop)]
+
+    windows = panns.Windows(window=window, hop=hop, min_samples=minimum)
+    cuts = [0, *sorted(rng.integers(0, song.size, size=6)), song.size]
+    got = [w for a, b in itertools.pairwise(cuts) for w in windows.feed(song[a:b])] + windows.finish()
+
+    assert len(got) == len(expected) == windows.count
+    for mine, theirs in zip(got, expected, strict=True):
+        assert np.array_equal(mine, theirs)
+
+
+def test_a_song_embedded_block_by_block_equals_the_whole_song(cnn10: panns.PannsEmbedder, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    song = np.concatenate([tone(14.0), (0.2 * rng.standard_normal(9 * SAMPLE_RATE)).astype(np.float32)])
+    blocks = np.array_split(song, [SAMPLE_RATE, 7 * SAMPLE_RATE, 19 * SAMPLE_RATE])
+
+    whole = cnn10.analyse(song)
+    streamed = cnn10.analyse_blocks(iter(blocks))
+
+    assert np.allclose(streamed.vector, whole.vector, atol=1e-6)
+    assert streamed.tags == whole.tags
