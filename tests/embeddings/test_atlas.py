@@ -182,7 +182,7 @@ def test_a_song_atlas_never_serves_makes_the_index_unavailable(server: MockupDB)
         OpMsg("aggregate", COLLECTION), {"cursor": {"id": 0, "ns": f"{DB}.{COLLECTION}", "firstBatch": []}}
     )
     try:
-        with pytest.raises(IndexUnavailable, match="did not serve it within 0.5 s"):
+        with pytest.raises(IndexUnavailable, match=r"did not serve it within 0\.5 s"):
             index.wait_searchable(uuid.uuid4(), unit(1), timeout=0.5)
     finally:
         empty.cancel()
