@@ -142,6 +142,32 @@ def more_like_this(song: Song, *, limit: int = 10) -> list[Neighbour]:
     return _neighbours(index, vector, limit=limit, exclude_song=song)
 
 
+def unreturned_song_count(
+    neighbours: list[Neighbour], *, limit: int, model: str, exclude_song: Song | None = None
+) -> int:
+    """How many ready songs of `model` a short list left out: just stored, not yet served by the index, or lost.
+
+    Atlas indexes a write a moment after it is stored, so a list shorter than `limit` is compared with the
+    catalog rather than passed off as complete. Full lists cost no query.
+    """
+    if len(neighbours) >= limit:
+        return 0
+    ready = Song.objects.filter(status=SongStatus.READY, embedding_model=model)
+    if exclude_song is not None:
+        ready = ready.exclude(pk=exclude_song.pk)
+    return max(0, min(limit, ready.count()) - len(neighbours))
+
+
+def shortfall_notice(missing: int) -> str:
+    if not missing:
+        return ""
+    songs = "1 ready song is" if missing == 1 else f"{missing} ready songs are"
+    return (
+        f"{songs} not in these results yet: the search index has not caught up with them. Try again in a moment; "
+        "if it lasts, run `python manage.py check_consistency --fix`."
+    )
+
+
 def ready_song_count() -> int:
     """How many songs can be searched by sound right now."""
     return Song.objects.filter(status=SongStatus.READY).count()

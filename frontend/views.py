@@ -142,8 +142,13 @@ def song_detail(request: HttpRequest, song_id: UUID) -> HttpResponse:
     song = selectors.song_get(song_id)
     neighbours: list[selectors.Neighbour] = []
     neighbours_error = ""
+    neighbours_notice = ""
     try:
         neighbours = selectors.more_like_this(song, limit=NEIGHBOUR_LIMIT)
+        missing = selectors.unreturned_song_count(
+            neighbours, limit=NEIGHBOUR_LIMIT, model=song.embedding_model, exclude_song=song
+        )
+        neighbours_notice = selectors.shortfall_notice(missing)
     except CatalogError as exc:
         neighbours_error = str(exc)
     playback = SongSerializer().get_playback_url
@@ -163,6 +168,7 @@ def song_detail(request: HttpRequest, song_id: UUID) -> HttpResponse:
             for n in neighbours
         ],
         "neighbours_error": neighbours_error,
+        "neighbours_notice": neighbours_notice,
         "config": {
             "songId": str(song.id),
             "status": song.status,

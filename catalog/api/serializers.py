@@ -90,6 +90,8 @@ class NeighboursResponseSerializer(serializers.Serializer):
     song_id = serializers.UUIDField(required=False)
     model = serializers.CharField()
     results = NeighbourSerializer(many=True)
+    complete = serializers.BooleanField(help_text="False when ready songs are missing from a short list.")
+    notice = serializers.CharField(help_text="Why the list is short, when it is; else empty.")
 
 
 class TagCountSerializer(serializers.Serializer):

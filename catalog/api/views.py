@@ -204,14 +204,22 @@ class MoreLikeThisApi(APIView):
         params = self.Params(data=request.query_params)
         params.is_valid(raise_exception=True)
         song = selectors.song_get(song_id)
-        neighbours = selectors.more_like_this(song, limit=params.validated_data["limit"])
-        return Response(
-            {
-                "song_id": str(song.id),
-                "model": song.embedding_model,
-                "results": NeighbourSerializer(neighbours, many=True).data,
-            }
+        limit = params.validated_data["limit"]
+        neighbours = selectors.more_like_this(song, limit=limit)
+        missing = selectors.unreturned_song_count(
+            neighbours, limit=limit, model=song.embedding_model, exclude_song=song
         )
+        return Response(
+            {"song_id": str(song.id), "model": song.embedding_model, **_neighbours_body(neighbours, missing)}
+        )
+
+
+def _neighbours_body(neighbours: list[selectors.Neighbour], missing: int) -> dict[str, Any]:
+    return {
+        "results": NeighbourSerializer(neighbours, many=True).data,
+        "complete": missing == 0,
+        "notice": selectors.shortfall_notice(missing),
+    }
 
 
 @contextmanager
@@ -248,9 +256,12 @@ class SimilarToClipApi(APIView):
     def post(self, request: Request) -> Response:
         params = self.Params(data=request.data)
         params.is_valid(raise_exception=True)
+        limit = params.validated_data["limit"]
         with saved_clip(params.validated_data["clip"]) as path:
-            neighbours = selectors.similar_to_clip(path, limit=params.validated_data["limit"])
-        return Response({"model": active_model_name(), "results": NeighbourSerializer(neighbours, many=True).data})
+            neighbours = selectors.similar_to_clip(path, limit=limit)
+        model = active_model_name()
+        missing = selectors.unreturned_song_count(neighbours, limit=limit, model=model)
+        return Response({"model": model, **_neighbours_body(neighbours, missing)})
 
 
 class SystemApi(APIView):

@@ -79,9 +79,40 @@ def test_more_like_this_finds_the_same_family_and_never_the_song_itself(upload, 
             scores = [result["score"] for result in body["results"]]
             assert scores == sorted(scores, reverse=True)
 
-    everything = api.get(f"/api/songs/{chords[0].pk}/more-like-this/", {"limit": 10}).json()["results"]
-    assert len(everything) == 5
-    assert str(chords[0].pk) not in {result["song"]["id"] for result in everything}
+    everything = api.get(f"/api/songs/{chords[0].pk}/more-like-this/", {"limit": 10}).json()
+    assert len(everything["results"]) == 5
+    assert str(chords[0].pk) not in {result["song"]["id"] for result in everything["results"]}
+    # Fewer than the limit, but every other ready song is there: the list is complete.
+    assert (everything["complete"], everything["notice"]) == (True, "")
+
+
+def test_a_short_list_missing_ready_songs_says_the_index_has_not_caught_up(
+    upload, api, tmp_path: Path, monkeypatch
+) -> None:
+    from embeddings.index.local import LocalVectorIndex
+
+    songs = [
+        upload(audio.write(tmp_path / f"chord-{i}.mp3", audio.chord(notes, 3.0)))
+        for i, notes in enumerate([[220, 277, 330], [196, 247, 294], [262, 330, 392]])
+    ]
+    real_search = LocalVectorIndex.search
+
+    def lagging(self, vector, limit, exclude_file=None):
+        # The newest song is stored and marked ready, but the index does not serve it yet (as Atlas may not).
+        return [hit for hit in real_search(self, vector, limit, exclude_file) if hit.song_id != songs[2].pk]
+
+    monkeypatch.setattr(LocalVectorIndex, "search", lagging)
+
+    body = api.get(f"/api/songs/{songs[0].pk}/more-like-this/", {"limit": 10}).json()
+    assert [result["song"]["id"] for result in body["results"]] == [str(songs[1].pk)]
+    assert body["complete"] is False
+    assert body["notice"].startswith("1 ready song is not in these results yet")
+
+    full = api.get(f"/api/songs/{songs[0].pk}/more-like-this/", {"limit": 1}).json()
+    assert (full["complete"], full["notice"]) == (True, "")
+
+    page = api.get(f"/songs/{songs[0].pk}/")
+    assert "1 ready song is not in these results yet" in page.content.decode()
 
 
 def test_more_like_this_for_a_song_not_ready_says_so(api) -> None:

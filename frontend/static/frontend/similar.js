@@ -87,7 +87,7 @@ function render(data) {
     return;
   }
   const noun = results.length === 1 ? "song" : "songs";
-  resultsNote.textContent = `${results.length} closest ${noun} by the ${data.model} model, best first; a score of 1 means identical.`;
+  resultsNote.textContent = `${results.length} closest ${noun} by the ${data.model} model, best first; a score of 1 means identical.${data.notice ? ` ${data.notice}` : ""}`;
   resultsList.replaceChildren(...results.map((result, index) => row(result, index)));
   for (const item of resultsList.querySelectorAll(".result")) attachPlayer(item);
 }
