@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from uuid import UUID
+
+from django.conf import settings
 
 from catalog import services
 from catalog.models import Song, SongStatus
@@ -21,6 +24,7 @@ class Report:
     missing_vectors: list[UUID] = field(default_factory=list)  # ready songs absent from their model's index
     missing_files: list[UUID] = field(default_factory=list)  # live songs whose file is gone
     unfinished_deletes: list[UUID] = field(default_factory=list)  # songs left `deleting` by a failed delete
+    stalled_ingests: list[UUID] = field(default_factory=list)  # queued songs no worker has picked up
 
     @property
     def problems(self) -> int:
@@ -32,6 +36,7 @@ class Report:
                 self.missing_vectors,
                 self.missing_files,
                 self.unfinished_deletes,
+                self.stalled_ingests,
             )
         )
 
@@ -41,6 +46,7 @@ def inspect() -> Report:
     songs = {song.pk: song for song in Song.objects.all()}
     live = {pk for pk, song in songs.items() if song.status != SongStatus.DELETING}
     report.unfinished_deletes = [pk for pk, song in songs.items() if song.status == SongStatus.DELETING]
+    report.stalled_ingests = services.stalled_ingests(older_than=timedelta(minutes=settings.STALLED_INGEST_MINUTES))
     for model in available_models():
         indexed, _ = get_vector_index(model, model_dim(model)).export()
         indexed_set = set(indexed)
@@ -77,6 +83,8 @@ def repair(report: Report) -> None:
             storage.delete(key)
     for song_id in report.missing_files:
         services.mark_file_missing(song_id)
+    if report.stalled_ingests:
+        services.requeue_stalled_ingests(older_than=timedelta(minutes=settings.STALLED_INGEST_MINUTES))
     for song_id in report.missing_vectors:
         song = Song.objects.filter(pk=song_id, status=SongStatus.READY).first()
         if song is not None:

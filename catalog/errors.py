@@ -34,3 +34,7 @@ class NotSearchable(CatalogError):
 class ServiceUnavailable(CatalogError):
     status_code = 503
     code = "service_unavailable"
+
+
+class QueueUnavailable(ServiceUnavailable):
+    code = "queue_unavailable"

@@ -18,6 +18,7 @@ import mutagen
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from catalog.models import Song, SongStatus, SongTag
 from catalog.storage import StorageError, get_storage
@@ -119,7 +120,10 @@ def _start(song_id: UUID) -> Song | None:
             logger.info("song %s is %s; nothing to ingest", song_id, song.status)
             return None
         Song.objects.filter(pk=song_id).update(
-            status=SongStatus.PROCESSING, ingest_attempts=F("ingest_attempts") + 1, failure_reason=""
+            status=SongStatus.PROCESSING,
+            ingest_attempts=F("ingest_attempts") + 1,
+            failure_reason="",
+            updated_at=timezone.now(),
         )
     song.refresh_from_db()
     return song

@@ -74,10 +74,12 @@ def catalog_stats() -> CatalogStats:
     )
 
 
-def song_get(song_id: UUID | str, *, include_deleting: bool = False) -> Song:
+def song_get(song_id: UUID | str, *, include_deleting: bool = False, with_tags: bool = True) -> Song:
     songs = Song.objects.all() if include_deleting else Song.objects.exclude(status=SongStatus.DELETING)
+    if with_tags:
+        songs = songs.prefetch_related("tags")
     try:
-        return songs.prefetch_related("tags").get(pk=song_id)
+        return songs.get(pk=song_id)
     except (Song.DoesNotExist, ValueError):
         raise Http404(f"No song with id {song_id}.") from None
 

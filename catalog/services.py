@@ -15,9 +15,10 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from catalog.errors import InvalidState, InvalidUpload, UploadMissing
+from catalog.errors import InvalidState, InvalidUpload, QueueUnavailable, UploadMissing
 from catalog.models import Song, SongStatus
 from catalog.storage import UploadTicket, get_storage
 
@@ -143,7 +144,7 @@ def confirm_upload(song: Song) -> Song:
         )
     with transaction.atomic():
         updated = Song.objects.filter(pk=song.pk, status=SongStatus.PENDING_UPLOAD).update(
-            status=SongStatus.UPLOADED, failure_reason=""
+            status=SongStatus.UPLOADED, failure_reason="", updated_at=timezone.now()
         )
         if updated:
             _queue_ingest(song.pk)
@@ -158,7 +159,9 @@ def retry_ingest(song: Song) -> Song:
     if get_storage().stat(song.object_key) is None:
         raise UploadMissing("The file is no longer in storage; upload it again.")
     with transaction.atomic():
-        if Song.objects.filter(pk=song.pk, status=SongStatus.FAILED).update(status=SongStatus.UPLOADED):
+        if Song.objects.filter(pk=song.pk, status=SongStatus.FAILED).update(
+            status=SongStatus.UPLOADED, updated_at=timezone.now()
+        ):
             _queue_ingest(song.pk)
     song.refresh_from_db()
     return song
@@ -169,7 +172,9 @@ def reembed_song(song: Song) -> Song:
     if song.status not in {SongStatus.READY, SongStatus.FAILED}:
         raise InvalidState(f"Only ready or failed songs can be re-embedded; this one is {song.status}.")
     with transaction.atomic():
-        if Song.objects.filter(pk=song.pk, status=song.status).update(status=SongStatus.UPLOADED):
+        if Song.objects.filter(pk=song.pk, status=song.status).update(
+            status=SongStatus.UPLOADED, updated_at=timezone.now()
+        ):
             _queue_ingest(song.pk)
     song.refresh_from_db()
     return song
@@ -188,9 +193,51 @@ def queue_ingest(song: Song) -> None:
 
 
 def _queue_ingest(song_id: UUID) -> None:
+    transaction.on_commit(lambda: _send_ingest(song_id))
+
+
+def _send_ingest(song_id: UUID) -> None:
+    from kombu.exceptions import OperationalError
+
     from catalog.tasks import ingest_song_task
 
-    transaction.on_commit(lambda: ingest_song_task.delay(str(song_id)))
+    try:
+        ingest_song_task.delay(str(song_id))
+    except OperationalError as exc:
+        # The song stays `uploaded`; requeue_stalled_ingests (Celery beat, or check_consistency --fix) sends it later.
+        logger.warning("could not queue the ingest of song %s: %s", song_id, exc)
+        raise QueueUnavailable(
+            "The file is stored, but the processing queue cannot be reached right now; the song will be queued "
+            "again automatically once it is back."
+        ) from exc
+
+
+def stalled_ingests(*, older_than: timedelta) -> list[UUID]:
+    """Songs whose ingest was lost: `uploaded` but never picked up, or `processing` far past the time limit."""
+    now = timezone.now()
+    processing_limit = timedelta(seconds=settings.INGEST_TIME_LIMIT_SECONDS * 2)
+    return list(
+        Song.objects.filter(
+            Q(status=SongStatus.UPLOADED, updated_at__lt=now - older_than)
+            | Q(status=SongStatus.PROCESSING, updated_at__lt=now - max(older_than, processing_limit))
+        ).values_list("pk", flat=True)
+    )
+
+
+def requeue_stalled_ingests(*, older_than: timedelta) -> int:
+    """Queue again every ingest that was lost (queue down at confirmation, broker data lost); safe to repeat."""
+    requeued = 0
+    for song_id in stalled_ingests(older_than=older_than):
+        try:
+            _send_ingest(song_id)
+        except QueueUnavailable:
+            break  # still down: the songs stay stalled, so the next run tries again
+        # Stamped only once sent, so a song is never left stalled-looking-fresh with no task.
+        Song.objects.filter(pk=song_id).update(updated_at=timezone.now())
+        requeued += 1
+    if requeued:
+        logger.info("queued %d stalled ingests again", requeued)
+    return requeued
 
 
 def expire_stale_uploads(*, older_than: timedelta) -> int:

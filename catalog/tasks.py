@@ -53,3 +53,8 @@ def ingest_song_task(self: Task, song_id: str) -> None:
 @shared_task(name="catalog.expire_stale_uploads", acks_late=True)
 def expire_stale_uploads_task() -> int:
     return services.expire_stale_uploads(older_than=timedelta(hours=settings.UPLOAD_EXPIRY_HOURS))
+
+
+@shared_task(name="catalog.requeue_stalled_ingests", acks_late=True)
+def requeue_stalled_ingests_task() -> int:
+    return services.requeue_stalled_ingests(older_than=timedelta(minutes=settings.STALLED_INGEST_MINUTES))

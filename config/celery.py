@@ -42,8 +42,11 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
-    # Run with `celery -A config beat` (or a worker started with -B) to expire unfinished uploads hourly.
-    beat_schedule={"expire-stale-uploads": {"task": "catalog.expire_stale_uploads", "schedule": 3600.0}},
+    # `celery -A config beat` (or a worker with -B) expires unfinished uploads hourly and requeues lost ingests.
+    beat_schedule={
+        "expire-stale-uploads": {"task": "catalog.expire_stale_uploads", "schedule": 3600.0},
+        "requeue-stalled-ingests": {"task": "catalog.requeue_stalled_ingests", "schedule": 600.0},
+    },
 )
 app.autodiscover_tasks()
 

@@ -104,7 +104,11 @@ _database_url = env_str("DATABASE_URL", "")
 if _database_url:
     import dj_database_url
 
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True
+        )
+    }
 else:
     DATABASES = {
         "default": {
@@ -112,6 +116,9 @@ else:
             "NAME": str(env_path("SQLITE_PATH", VAR_DIR / "db.sqlite3")),
             # Web and worker write concurrently; wait for the lock instead of failing at once.
             "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+            # Reuse a connection across requests: SQLite's page cache lives and dies with its connection.
+            "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600, minimum=0),
+            "CONN_HEALTH_CHECKS": True,
             # A file, not memory, so that a real worker process can share the test database.
             # One file per test run, so that concurrent runs never share it.
             "TEST": {"NAME": str(env_path("SQLITE_TEST_PATH", VAR_DIR / f"test-db-{os.getpid()}.sqlite3"))},
@@ -258,6 +265,8 @@ CELERY_BROKER_DIR = env_path("CELERY_BROKER_DIR", VAR_DIR / "broker")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # An ingest running longer than this is stopped and the song marked failed (hard kill a minute later).
 INGEST_TIME_LIMIT_SECONDS = env_int("INGEST_TIME_LIMIT_SECONDS", 1800, minimum=10)
+# An `uploaded` song no worker has started after this long is queued again (its task was lost or never sent).
+STALLED_INGEST_MINUTES = env_float("STALLED_INGEST_MINUTES", 30.0, minimum=0.01)
 INGEST_MAX_RETRIES = env_int("INGEST_MAX_RETRIES", 8, minimum=0)
 # Retry n waits a random time up to min(base x 2^n, 300) s: the defaults ride out outages of several minutes.
 INGEST_RETRY_BACKOFF_SECONDS = env_int("INGEST_RETRY_BACKOFF_SECONDS", 5, minimum=1)

@@ -203,7 +203,7 @@ class MoreLikeThisApi(APIView):
     def get(self, request: Request, song_id: UUID) -> Response:
         params = self.Params(data=request.query_params)
         params.is_valid(raise_exception=True)
-        song = selectors.song_get(song_id)
+        song = selectors.song_get(song_id, with_tags=False)
         limit = params.validated_data["limit"]
         neighbours = selectors.more_like_this(song, limit=limit)
         missing = selectors.unreturned_song_count(

@@ -10,7 +10,7 @@ from catalog import consistency
 
 
 class Command(BaseCommand):
-    help = "Report orphaned vectors and files, ready songs missing from the index, and unfinished deletes."
+    help = "Report orphaned vectors and files, ready songs missing from the index, unfinished deletes and lost ingests."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--fix", action="store_true", help="repair what is found")
@@ -23,6 +23,7 @@ class Command(BaseCommand):
             ("ready songs missing from the index", len(report.missing_vectors)),
             ("songs whose file is missing", len(report.missing_files)),
             ("unfinished deletes", len(report.unfinished_deletes)),
+            ("ingests queued but never started", len(report.stalled_ingests)),
         ]
         for label, count in lines:
             self.stdout.write(f"  {label:<36} {count}")
