@@ -40,6 +40,8 @@ app.conf.update(
     task_ignore_result=True,
     task_acks_late=True,
     task_reject_on_worker_lost=True,
+    # A task running when the broker connection drops cannot be acknowledged: stop it, and Redis redelivers it.
+    worker_cancel_long_running_tasks_on_connection_loss=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
     # `celery -A config beat` (or a worker with -B) expires unfinished uploads hourly and requeues lost ingests.

@@ -8,7 +8,7 @@ L2-normalised so that a dot product is a cosine similarity.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import librosa
@@ -68,9 +68,30 @@ def _frame_features(samples: FloatArray) -> dict[str, np.ndarray]:
 
 def raw_features(samples: FloatArray) -> FloatArray:
     """The unstandardised feature vector of mono audio at SAMPLE_RATE."""
+    return raw_features_of_blocks([samples])
+
+
+def raw_features_of_blocks(blocks: Iterable[FloatArray]) -> FloatArray:
+    """`raw_features` of the song the consecutive blocks make up, each minute analysed as soon as it has arrived."""
     # A minute at a time: the spectra of a whole 15-minute song would take most of a gigabyte.
     step = CHUNK_FRAMES * HOP
-    chunks = [_frame_features(samples[start : start + step]) for start in range(0, max(samples.size, 1), step)]
+    chunks: list[dict[str, np.ndarray]] = []
+    pending: list[FloatArray] = []
+    held = 0
+    for block in blocks:
+        pending.append(np.asarray(block, dtype=np.float32))
+        held += pending[-1].size
+        if held >= step:
+            buffer = np.concatenate(pending)
+            whole = buffer.size - buffer.size % step
+            chunks += [_frame_features(buffer[start : start + step]) for start in range(0, whole, step)]
+            pending, held = [buffer[whole:]], buffer.size - whole
+    if held or not chunks:
+        chunks.append(_frame_features(np.concatenate(pending) if pending else np.zeros(0, dtype=np.float32)))
+    return _summary(chunks)
+
+
+def _summary(chunks: list[dict[str, np.ndarray]]) -> FloatArray:
     frames = {name: np.concatenate([chunk[name] for chunk in chunks], axis=1) for name in chunks[0]}
     onset = frames["onset"][0]
     tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP))[0])
@@ -107,15 +128,24 @@ class FeatureEmbedder:
         self._weights = _block_weights()
 
     def embed(self, samples: FloatArray) -> FloatArray:
-        if samples.ndim != 1 or samples.size == 0:
-            raise EmbeddingError("expected non-empty mono audio")
-        standardised = (raw_features(samples) - self._mean) / self._std
-        return l2_normalise(standardised * self._weights)
+        return self.analyse_blocks([samples]).vector
 
     def analyse(self, samples: FloatArray) -> Analysis:
-        return Analysis(vector=self.embed(samples))
+        return self.analyse_blocks([samples])
 
     def analyse_blocks(self, blocks: Iterable[FloatArray]) -> Analysis:
-        # The features summarise the whole song at once (minute by minute), so the blocks are joined first.
-        pieces = [np.asarray(block, dtype=np.float32) for block in blocks]
-        return self.analyse(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32))
+        total = 0
+
+        def checked() -> Iterator[FloatArray]:
+            nonlocal total
+            for block in blocks:
+                if np.ndim(block) != 1:
+                    raise EmbeddingError("expected mono audio as a 1-D array")
+                total += np.size(block)
+                yield block
+
+        raw = raw_features_of_blocks(checked())
+        if total == 0:
+            raise EmbeddingError("expected non-empty mono audio")
+        standardised = (raw - self._mean) / self._std
+        return Analysis(vector=l2_normalise(standardised * self._weights))

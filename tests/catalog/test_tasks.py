@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from django.conf import settings as django_settings
 from catalog.models import Song, SongStatus
 from tests import audio
 from tests.conftest import use_broker
+from tests.services import RedisServer, start_worker, stop_worker, wait_until
 
 pytestmark = [
     pytest.mark.redis,
@@ -24,91 +22,29 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(5)
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
 def worker(redis_url: str, settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = os.environ | {
+    env = {
         "CELERY_BROKER_URL": redis_url,
         "SQLITE_PATH": str(django_settings.DATABASES["default"]["NAME"]),
         "LOCAL_STORAGE_ROOT": str(settings.LOCAL_STORAGE_ROOT),
         "EMBEDDING_MODEL": "features",
         "VAR_DIR": str(tmp_path / "worker-var"),
     }
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 (outlives this block; closed at teardown)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_worker(tmp_path / "worker.log", env)
     use_broker(redis_url, {"visibility_timeout": 3600})
     yield process
-    process.terminate()
-    process.wait(20)
+    stop_worker(process)
     use_broker("memory://", {})
-    log.close()
-
-
-def _wait_until(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 def test_a_real_worker_ingests_uploads_queued_through_redis(worker, api, tmp_path: Path) -> None:
@@ -130,7 +66,7 @@ def test_a_real_worker_ingests_uploads_queued_through_redis(worker, api, tmp_pat
         assert api.post(f"/api/songs/{ticket['song_id']}/uploaded/").status_code == 202
         song_ids.append(ticket["song_id"])
 
-    finished = _wait_until(
+    finished = wait_until(
         lambda: Song.objects.filter(pk__in=song_ids, status__in=[SongStatus.READY, SongStatus.FAILED]).count() == 3,
         90,
     )
@@ -169,15 +105,15 @@ def test_an_ingest_killed_mid_task_is_redelivered_and_ends_ready_exactly_once(wo
         "/api/uploads/", {"file_name": "long.wav", "content_type": "audio/wav", "size": len(body)}, format="json"
     ).json()
     assert Client().generic("PUT", ticket["upload"]["url"], body, content_type="audio/wav").status_code == 200
-    assert _wait_until(lambda: bool(_children(worker.pid)), 30), "the worker did not start its pool"
+    assert wait_until(lambda: bool(_children(worker.pid)), 30), "the worker did not start its pool"
     assert api.post(f"/api/songs/{ticket['song_id']}/uploaded/").status_code == 202
     song = Song.objects.get(pk=ticket["song_id"])
 
-    assert _wait_until(lambda: Song.objects.get(pk=song.pk).status == SongStatus.PROCESSING, 60)
+    assert wait_until(lambda: Song.objects.get(pk=song.pk).status == SongStatus.PROCESSING, 60)
     for child in _children(worker.pid):
         os.kill(child, signal.SIGKILL)
 
-    finished = _wait_until(lambda: Song.objects.get(pk=song.pk).status == SongStatus.READY, 120)
+    finished = wait_until(lambda: Song.objects.get(pk=song.pk).status == SongStatus.READY, 120)
     log = (tmp_path / "worker.log").read_text(errors="replace")
     assert finished, log
     song.refresh_from_db()

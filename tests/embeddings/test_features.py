@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -40,3 +42,15 @@ def test_a_very_short_clip_still_embeds(embedder: FeatureEmbedder) -> None:
 def test_it_refuses_empty_audio(embedder: FeatureEmbedder) -> None:
     with pytest.raises(EmbeddingError):
         embedder.embed(np.zeros(0, dtype=np.float32))
+
+
+def test_a_song_analysed_block_by_block_equals_the_whole_song(embedder: FeatureEmbedder) -> None:
+    rng = np.random.default_rng(3)
+    song = np.concatenate(
+        [audio.chord([220, 277, 330], 70.0), (0.2 * rng.standard_normal(65 * audio.RATE)).astype(np.float32)]
+    )
+    cuts = [0, 7 * audio.RATE, 61 * audio.RATE + 5, 119 * audio.RATE, song.size]
+
+    streamed = embedder.analyse_blocks(song[a:b] for a, b in itertools.pairwise(cuts))
+
+    assert np.allclose(streamed.vector, embedder.embed(song), atol=1e-6)
