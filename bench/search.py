@@ -2,7 +2,7 @@
 
 Usage: python bench/search.py [--sizes 10000,100000,300000] [--dim 2048] [--queries 1000] [--db-rows 20000]
 
-For each size it builds the in-memory mirror straight from arrays (`_Mirror.from_arrays`, the structure a process
+For each size it builds the in-memory mirror straight from arrays (`Mirror.from_arrays`, the structure a process
 builds from the database, without inserting the rows through the ORM), then runs "more like this" queries: the query
 is a catalog vector and its own file is excluded, with limit 15 as the API asks (10 shown + 5 spare). It prints
 build time, memory per vector, latency percentiles, and recall@10 of fast mode against exact mode.
@@ -61,7 +61,8 @@ def percentiles(seconds: list[float]) -> str:
 
 
 def run_size(count: int, dim: int, queries: int, limit: int) -> None:
-    from embeddings.index import local
+    from embeddings.index import mirror as mirror_module
+    from embeddings.index import scan
 
     print(f"\n== {count:,} vectors x {dim} (float32 would be {count * dim * 4 / 1e9:.2f} GB) ==")
     vectors = unit_vectors(count, dim, seed=count)
@@ -75,12 +76,12 @@ def run_size(count: int, dim: int, queries: int, limit: int) -> None:
         gc.collect()
         before = rss()
         started = time.perf_counter()
-        mirror = local._Mirror.from_arrays(vectors, song_ids, files, fast=mode == "fast")
+        mirror = mirror_module.Mirror.from_arrays(vectors, song_ids, files, fast=mode == "fast")
         built = time.perf_counter() - started
         after = rss()
         view = mirror.view
         if mode == "fast":
-            local._scan_kernel()  # compiled (or loaded from numba's cache) once per process
+            scan.scan_kernel()  # compiled (or loaded from numba's cache) once per process
         if view.codes is not None and view.scales is not None:
             arrays = view.codes[:count].nbytes + view.scales[:count].nbytes
         else:
@@ -101,10 +102,10 @@ def run_size(count: int, dim: int, queries: int, limit: int) -> None:
         timings: list[float] = []
         found: list[list[uuid.UUID]] = []
         for warm in picks[:5]:
-            local.search_view(view, vectors[warm], limit, files[warm])
+            scan.search_view(view, vectors[warm], limit, files[warm])
         for i in picks:
             started = time.perf_counter()
-            hits = local.search_view(view, vectors[i], limit, files[i])
+            hits = scan.search_view(view, vectors[i], limit, files[i])
             timings.append(time.perf_counter() - started)
             found.append([hit.song_id for hit in hits])
             assert song_ids[i] not in found[-1]
@@ -123,7 +124,8 @@ def run_database(rows: int, dim: int) -> None:
     """Full load, then incremental syncs, through the ORM on a throwaway SQLite database."""
     from django.core.management import call_command
 
-    from embeddings.index.local import LocalVectorIndex, _scan_kernel, forget_mirrors
+    from embeddings.index.local import LocalVectorIndex, forget_mirrors
+    from embeddings.index.scan import scan_kernel
     from embeddings.models import IndexVersion, StoredVector
 
     call_command("migrate", "embeddings", verbosity=0)
@@ -157,7 +159,7 @@ def run_database(rows: int, dim: int) -> None:
     index.view()
     synced = time.perf_counter() - started
     print(f"sync after a delete by another process (count + sum, then all pks): {synced * 1000:.1f} ms")
-    _scan_kernel()
+    scan_kernel()
     started = time.perf_counter()
     index.search(vectors[1], 15, exclude_file="uploads/1.mp3")
     print(f"one search including the version check query: {(time.perf_counter() - started) * 1000:.1f} ms")
@@ -181,11 +183,11 @@ def main() -> None:
     django.setup()
 
     print(f"CPU: {os.cpu_count()} cores (affinity {len(os.sched_getaffinity(0))}); load average {os.getloadavg()}")
-    from embeddings.index import local
+    from embeddings.index import scan
 
     print(
-        f"fast mode: int8 scan, then exact float32 re-score of max({local.CANDIDATES_PER_HIT} x limit, "
-        f"{local._MIN_CANDIDATES}) candidates; scan threads: {local._threads()}"
+        f"fast mode: int8 scan, then exact float32 re-score of max({scan.CANDIDATES_PER_HIT} x limit, "
+        f"{scan.MIN_CANDIDATES}) candidates; scan threads: {scan.scan_threads()}"
     )
     try:
         for size in (int(s) for s in args.sizes.split(",") if s):

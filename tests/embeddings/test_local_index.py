@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from embeddings.index import get_vector_index, local
-from embeddings.index.local import LocalVectorIndex, _Mirror, _mirrors, forget_mirrors
+from embeddings.index import get_vector_index
+from embeddings.index.local import LocalVectorIndex, _mirrors, forget_mirrors
+from embeddings.index.mirror import Mirror, quantize
+from embeddings.index.scan import search_view
 from embeddings.models import IndexVersion, StoredVector
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +40,7 @@ def _random_units(count: int, dim: int, seed: int = 0) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def _mirror(model: str = "test-model", dim: int = 2) -> _Mirror:
+def _mirror(model: str = "test-model", dim: int = 2) -> Mirror:
     return _mirrors[(model, dim)]
 
 
@@ -65,14 +67,14 @@ def test_a_new_version_reads_only_the_changed_rows(monkeypatch: pytest.MonkeyPat
         index.upsert(uuid.uuid4(), f"{i}.mp3", _unit([1, i]))
     index.search(_unit([1, 0]), limit=1)
     fetched: list[list[int]] = []
-    original = _Mirror.fetch
-    monkeypatch.setattr(_Mirror, "load", None)  # a full reload would fail
+    original = Mirror.fetch
+    monkeypatch.setattr(Mirror, "load", None)  # a full reload would fail
 
-    def counting_fetch(self: _Mirror, rows: Any, pks: Any) -> None:
+    def counting_fetch(self: Mirror, rows: Any, pks: Any) -> None:
         fetched.append(list(pks))
         original(self, rows, pks)
 
-    monkeypatch.setattr(_Mirror, "fetch", counting_fetch)
+    monkeypatch.setattr(Mirror, "fetch", counting_fetch)
 
     newcomer = uuid.uuid4()
     index.upsert(newcomer, "new.mp3", _unit([-1, 0]))
@@ -138,7 +140,7 @@ def test_replaced_rows_die_and_many_dead_rows_are_compacted_away() -> None:
 
     mirror = _mirror().compacted(fast=False)
     assert (mirror.n, mirror.dead, mirror.live) == (1, [], 1)
-    assert local.search_view(mirror.view, _unit([0, 1]), 1)[0].song_id == song
+    assert search_view(mirror.view, _unit([0, 1]), 1)[0].song_id == song
 
 
 def test_a_search_holding_an_older_view_is_not_disturbed_by_writes() -> None:
@@ -150,7 +152,7 @@ def test_a_search_holding_an_older_view_is_not_disturbed_by_writes() -> None:
         index.upsert(uuid.uuid4(), f"{i}.mp3", _unit([1, 0.01 * i]))
     index.search(_unit([1, 0]), limit=1)
 
-    assert [hit.song_id for hit in local.search_view(old_view, _unit([1, 0]), 5)] == [first]
+    assert [hit.song_id for hit in search_view(old_view, _unit([1, 0]), 5)] == [first]
 
 
 def test_the_mirror_switches_to_fast_mode_at_the_threshold_and_back(settings: Any) -> None:
@@ -177,7 +179,7 @@ def test_the_mirror_switches_to_fast_mode_at_the_threshold_and_back(settings: An
 
 def test_int8_codes_approximate_the_vectors_closely() -> None:
     vectors = _random_units(50, 64)
-    codes, scales = local.quantize(vectors)
+    codes, scales = quantize(vectors)
 
     assert codes.dtype == np.int8
     np.testing.assert_allclose(codes * scales[:, None], vectors, atol=float(scales.max()) / 2 + 1e-7)
@@ -186,7 +188,7 @@ def test_int8_codes_approximate_the_vectors_closely() -> None:
 def test_fast_mode_keeps_a_quarter_of_float32_in_ram(settings: Any) -> None:
     vectors = _random_units(2000, 64)
     ids = [uuid.uuid4() for _ in vectors]
-    mirror = _Mirror.from_arrays(vectors, ids, [f"{i}.mp3" for i in range(len(ids))], fast=True)
+    mirror = Mirror.from_arrays(vectors, ids, [f"{i}.mp3" for i in range(len(ids))], fast=True)
 
     assert mirror.codes is not None and mirror.scales is not None
     in_ram = mirror.codes[: mirror.n].nbytes + mirror.scales[: mirror.n].nbytes
