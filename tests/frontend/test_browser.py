@@ -6,91 +6,25 @@ test-artifacts/.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; Django would refuse ORM calls from it otherwise.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from catalog.models import Song, SongStatus  # noqa: E402
 from frontend import views  # noqa: E402
 from tests import audio  # noqa: E402
 from tests.factories import SongFactory, SongTagFactory  # noqa: E402
+from tests.frontend.conftest import ARTIFACTS, screenshot  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--mute-audio",
-]
-# What a strict production policy would allow; the pages must work under it unchanged.
-STRICT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-PAGE_URL = re.compile(r"^http://[^/]+/(songs/[0-9a-f-]+/|similar/)?(\?.*)?$")
 INGEST_TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def expected_errors() -> list[str]:
-    """Console errors a test provokes on purpose (substrings); any other one fails the test."""
-    return []
-
-
-@pytest.fixture
-def page(browser: Any, expected_errors: list[str]) -> Iterator[Any]:
-    """A page whose HTML arrives with a strict CSP; any console error or script error fails the test."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems: list[str] = []
-
-    def with_csp(route: Any) -> None:
-        response = route.fetch()
-        route.fulfill(response=response, headers={**response.headers, "content-security-policy": STRICT_CSP})
-
-    def on_console(message: Any) -> None:
-        if message.type == "error" and "favicon.ico" not in (message.location or {}).get("url", ""):
-            problems.append(f"console: {message.text} ({(message.location or {}).get('url', '')})")
-
-    page.route(PAGE_URL, with_csp)
-    # Intercept file choosers from the start: switching interception on races the first key press otherwise.
-    page.on("filechooser", lambda chooser: None)
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    yield page
-    context.close()
-    unexpected = [problem for problem in problems if not any(allowed in problem for allowed in expected_errors)]
-    assert not unexpected, unexpected
 
 
 @pytest.fixture
@@ -130,11 +64,6 @@ def _drop_file(page: Any, path: Path, zone: str = "dropzone") -> None:
 
 def _row(page: Any, file_name: str) -> Any:
     return page.locator(".upload", has=page.locator(".upload__name", has_text=file_name))
-
-
-def _screenshot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def _fits(page: Any) -> None:
@@ -240,7 +169,7 @@ def test_upload_ingest_and_browse_neighbours(
     expect(catalog.locator(".song-item", has_text="Harmony in A")).to_contain_text("Ready")
     expect(catalog.locator(".song-item", has_text="Drum Machine")).to_contain_text("Test Beats")
     expect(catalog.locator(".song-item", has_text="broken.mp3")).to_contain_text("Failed")
-    _screenshot(page, "home-after-uploads.png")
+    screenshot(page, "home-after-uploads.png")
 
     # Retrying the corrupt file queues it again and it fails again, with its reason.
     broken.get_by_role("button", name="Retry").click()
@@ -271,7 +200,7 @@ def test_upload_ingest_and_browse_neighbours(
     expect(neighbours.locator(".song-item")).to_have_count(1)  # the failed song is not searchable
     neighbour = neighbours.locator(".song-item", has_text="Drum Machine")
     expect(neighbour.locator(".score__value")).to_have_text(re.compile(r"^-?\d\.\d{3}$"))
-    _screenshot(page, "song-page.png")
+    screenshot(page, "song-page.png")
 
     neighbour.get_by_role("link").click()
     expect(page).to_have_url(f"{live_server.url}/songs/{drums.id}/")
@@ -283,11 +212,11 @@ def test_upload_ingest_and_browse_neighbours(
     page.goto(f"{live_server.url}/")
     expect(page.locator("#catalog-list .song-item")).to_have_count(3)
     _fits(page)
-    _screenshot(page, "home-phone.png")
+    screenshot(page, "home-phone.png")
     page.goto(f"{live_server.url}/songs/{chord.id}/")
     expect(page.locator("#waveform")).to_have_attribute("data-state", "ready")
     _fits(page)
-    _screenshot(page, "song-page-phone.png")
+    screenshot(page, "song-page-phone.png")
 
 
 def test_at_most_three_files_upload_at_once(page: Any, live_server: Any, eager_celery: None, tmp_path: Path) -> None:
@@ -390,7 +319,7 @@ def test_find_similar_ranks_the_right_family_first_with_scores_and_players(
     page.evaluate("document.querySelector('.result audio').load()")
     _wait_js(page, "document.querySelector('.result audio').duration > 3.5")
     page.set_viewport_size({"width": 1200, "height": 900})
-    _screenshot(page, "similar.png")
+    screenshot(page, "similar.png")
 
     # A chord clip through the picker, fewer results: now the chord comes first.
     page.select_option("#limit-select", "5")
@@ -405,7 +334,7 @@ def test_find_similar_ranks_the_right_family_first_with_scores_and_players(
     expect(error).to_contain_text("bogus.mp3")
     expect(error).to_contain_text("could not be decoded")
     expect(page.locator("#results-panel")).to_be_hidden()
-    _screenshot(page, "similar-error.png")
+    screenshot(page, "similar-error.png")
 
     # Not audio at all: refused before anything is sent.
     _drop_file(page, notes, zone="clip-zone")
@@ -426,7 +355,7 @@ def test_find_similar_ranks_the_right_family_first_with_scores_and_players(
     page.set_viewport_size({"width": 360, "height": 800})
     expect(players).to_have_count(3)
     _fits(page)
-    _screenshot(page, "similar-phone-360.png")
+    screenshot(page, "similar-phone-360.png")
 
 
 def test_catalog_searches_filters_paginates_and_plays(page: Any, live_server: Any, upload: Any, tmp_path: Path) -> None:
@@ -479,7 +408,7 @@ def test_catalog_searches_filters_paginates_and_plays(page: Any, live_server: An
     expect(rows.first).to_contain_text("Drum Machine")
     page.get_by_label("Status", exact=True).select_option("failed")
     expect(catalog).to_contain_text("No songs match these filters.")
-    _screenshot(page, "catalog-empty-filter.png")
+    screenshot(page, "catalog-empty-filter.png")
     catalog.get_by_role("button", name="Clear filters").click()
     expect(rows).to_have_count(5)
     assert _active_id(page) == "search-input"
@@ -505,7 +434,7 @@ def test_catalog_searches_filters_paginates_and_plays(page: Any, live_server: An
     expect(drum_row).to_have_class(re.compile(r"\bis-playing\b"))
     expect(page.locator("#now-playing")).to_be_visible()
     expect(page.locator("#now-playing-title")).to_have_text("Drum Machine")
-    _screenshot(page, "catalog-playing.png")
+    screenshot(page, "catalog-playing.png")
     drum_row.get_by_role("button", name="Pause Drum Machine").click()
     expect(page.locator("#shared-player")).to_have_js_property("paused", True)
     expect(drum_row.get_by_role("button", name="Play Drum Machine")).to_have_attribute("data-state", "paused")
@@ -604,7 +533,7 @@ def test_song_page_waveform_seeks_and_more_like_this_plays(
             return at(0.1) !== at(0.8);
         }""",
     )
-    _screenshot(page, "song.png")
+    screenshot(page, "song.png")
 
     # More like this: each row plays on the shared player, which pauses the main one.
     page.keyboard.press("Home")
@@ -629,10 +558,10 @@ def test_song_page_waveform_seeks_and_more_like_this_plays(
     page.set_viewport_size({"width": 360, "height": 800})
     expect(page.locator("#waveform")).to_have_attribute("data-state", "ready")
     _fits(page)
-    _screenshot(page, "song-phone-360.png")
+    screenshot(page, "song-phone-360.png")
 
     page.set_viewport_size({"width": 1200, "height": 900})
     page.emulate_media(color_scheme="dark")
     page.reload()
     expect(page.locator("#waveform")).to_have_attribute("data-state", "ready")
-    _screenshot(page, "song-dark.png")
+    screenshot(page, "song-dark.png")

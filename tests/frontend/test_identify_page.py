@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,6 @@ from django.test import Client
 
 from tests import audio
 from tests.fingerprints import music
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--mute-audio"]
-STRICT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-PAGE_URL = re.compile(r"^http://[^/]+/(identify/)?(\?.*)?$")
 
 
 @pytest.mark.django_db
@@ -49,26 +40,10 @@ def test_identify_page_renders_its_config_and_no_inline_script(client: Client) -
     assert client.post("/identify/").status_code == 405
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with pytest.MonkeyPatch.context() as patch:
-        # Playwright's sync API runs an event loop in this thread; Django would refuse ORM calls from it otherwise.
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                yield browser
-            finally:
-                browser.close()
-
-
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_a_dropped_excerpt_names_its_song_and_where_it_starts(
-    browser: Any, live_server: Any, upload: Any, tmp_path: Path
+    open_page: Any, live_server: Any, upload: Any, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -86,31 +61,17 @@ def test_a_dropped_excerpt_names_its_song_and_where_it_starts(
         songs[seed] = song
     clip = audio.write(tmp_path / "clip.wav", music.excerpt(tracks[12], 6.0, 6.0))
 
-    problems: list[str] = []
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
+    page = open_page()
     page.set_default_timeout(20_000)
-
-    def with_csp(route: Any) -> None:
-        response = route.fetch()
-        route.fulfill(response=response, headers={**response.headers, "content-security-policy": STRICT_CSP})
-
-    page.route(PAGE_URL, with_csp)
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" and "favicon" not in m.text else None)
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    try:
-        page.goto(f"{live_server.url}/identify/")
-        expect(page.get_by_role("link", name="Identify")).to_have_attribute("aria-current", "page")
-        page.locator("#clip-input").set_input_files(str(clip))
-        result = page.get_by_test_id("identify-match")
-        expect(result).to_be_visible()
-        expect(result.locator(".song-item__title")).to_have_text("Track 12")
-        expect(result).to_contain_text("Synth Band")
-        expect(result).to_contain_text("starts at 0:06 in the song")
-        expect(result).to_contain_text(re.compile(r"Confidence: \d+%"))
-        href = result.locator("a").first.get_attribute("href")
-        assert href == f"/songs/{songs[12].id}/"
-        expect(page.locator("#identify-error")).to_be_hidden()
-    finally:
-        context.close()
-    assert not problems, problems
+    page.goto(f"{live_server.url}/identify/")
+    expect(page.get_by_role("link", name="Identify")).to_have_attribute("aria-current", "page")
+    page.locator("#clip-input").set_input_files(str(clip))
+    result = page.get_by_test_id("identify-match")
+    expect(result).to_be_visible()
+    expect(result.locator(".song-item__title")).to_have_text("Track 12")
+    expect(result).to_contain_text("Synth Band")
+    expect(result).to_contain_text("starts at 0:06 in the song")
+    expect(result).to_contain_text(re.compile(r"Confidence: \d+%"))
+    href = result.locator("a").first.get_attribute("href")
+    assert href == f"/songs/{songs[12].id}/"
+    expect(page.locator("#identify-error")).to_be_hidden()

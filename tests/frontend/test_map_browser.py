@@ -6,101 +6,21 @@ Any console or script error fails a test. Screenshots land in test-artifacts/map
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from catalog.models import Song  # noqa: E402
 from tests import audio  # noqa: E402
 from tests.factories import SongTagFactory  # noqa: E402
+from tests.frontend.conftest import screenshot  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--mute-audio"]
-STRICT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-PAGE_URL = re.compile(r"^http://[^/]+/(map/|songs/[0-9a-f-]+/)?(\?.*)?$")
 POINTS = "[data-testid=map-svg] .map__point"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def allow_orm_beside_playwright() -> Iterator[None]:
-    """Playwright's sync API runs an event loop in this thread; Django would refuse ORM calls from it otherwise.
-
-    Set for this module only: left in the environment, it fails `check --deploy` in tests/test_security.py.
-    """
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture(scope="module")
-def browser(allow_orm_beside_playwright: None) -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def expected_errors() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def open_page(browser: Any, expected_errors: list[str]) -> Iterator[Any]:
-    """Opens pages served with a strict CSP (context options as for `new_context`); any console or script error in
-    any of them fails the test."""
-    cache.clear()
-    problems: list[str] = []
-    contexts: list[Any] = []
-
-    def on_console(message: Any) -> None:
-        if message.type == "error" and "favicon.ico" not in (message.location or {}).get("url", ""):
-            problems.append(f"console: {message.text} ({(message.location or {}).get('url', '')})")
-
-    def with_csp(route: Any) -> None:
-        response = route.fetch()
-        route.fulfill(response=response, headers={**response.headers, "content-security-policy": STRICT_CSP})
-
-    def _open(**options: Any) -> Any:
-        context = browser.new_context(**{"viewport": {"width": 1200, "height": 900}, **options})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.route(PAGE_URL, with_csp)
-        page.on("console", on_console)
-        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        return page
-
-    yield _open
-    for context in contexts:
-        context.close()
-    unexpected = [problem for problem in problems if not any(allowed in problem for allowed in expected_errors)]
-    assert not unexpected, unexpected
-
-
-@pytest.fixture
-def page(open_page: Any) -> Any:
-    return open_page()
-
-
-def _screenshot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def _fits(page: Any) -> None:
@@ -169,7 +89,7 @@ def test_the_map_draws_every_song_names_it_on_hover_and_opens_it(
     if title.startswith("<img"):
         assert title == "<img src=x> & <b>A</b> — Test Tones"
     assert page.locator("#map-tooltip img, #map-tooltip b").count() == 0
-    _screenshot(page, "map.png")
+    screenshot(page, "map.png")
 
     # The keyboard reaches the points after the legend, and focus names the song too.
     legend.locator(".map__legend-item").last.focus()
@@ -225,7 +145,7 @@ def test_the_map_draws_every_song_names_it_on_hover_and_opens_it(
     tapped = str(phone.locator("#map-tooltip-title").text_content()).split(" — ")[0]
     expect(phone).to_have_url(f"{live_server.url}/map/")
     _fits(phone)
-    _screenshot(phone, "map-phone.png")
+    screenshot(phone, "map-phone.png")
     phone.touchscreen.tap(*centre)
     expect(phone).to_have_url(f"{live_server.url}/songs/{Song.objects.get(title=tapped).id}/")
 

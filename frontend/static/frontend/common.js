@@ -222,3 +222,57 @@ export function fileDropTarget(zone, input, onFiles, { extraOpeners = [] } = {})
     });
   }
 }
+
+// Pages that send one audio clip at a time (find similar, identify): a newer clip aborts the request of the one
+// before, and the busy state and the error box always follow the request that is current.
+export function clipSender({ zone, progress, progressText, errorBox, busyRegion, limits }) {
+  let inFlight = null;
+
+  function showError(message) {
+    errorBox.hidden = false;
+    errorBox.textContent = message;
+  }
+
+  function setBusy(busy, text = "") {
+    progress.hidden = !busy;
+    progressText.textContent = text;
+    zone.classList.toggle("is-busy", busy); // still usable: a new clip replaces the one being sent
+    busyRegion.setAttribute("aria-busy", busy ? "true" : "false");
+  }
+
+  // The first file, or null (with the reason shown) when it is not an audio file the server would take.
+  function acceptable(files) {
+    const file = files[0];
+    const checked = checkAudioFile(file, limits);
+    if (checked.error) {
+      showError(`${file.name}: ${checked.error}`);
+      return null;
+    }
+    return file;
+  }
+
+  async function send(clip, url, { fields = {}, onResult, onError }) {
+    inFlight?.abort();
+    const controller = new AbortController();
+    inFlight = controller;
+    errorBox.hidden = true;
+    setBusy(true, `Listening to ${clip.name} (${formatBytes(clip.size)})…`);
+    const form = new FormData();
+    form.append("clip", clip, clip.name);
+    for (const [name, value] of Object.entries(fields)) form.append(name, value);
+    try {
+      const data = await api(url, { method: "POST", form, signal: controller.signal });
+      if (inFlight === controller) onResult(data);
+    } catch (error) {
+      if (inFlight !== controller || error.name === "AbortError") return;
+      onError(error);
+    } finally {
+      if (inFlight === controller) {
+        setBusy(false);
+        inFlight = null;
+      }
+    }
+  }
+
+  return { acceptable, send, showError };
+}

@@ -1,7 +1,7 @@
 // "What song is this?": send a clip (dropped, picked or recorded; never added to the catalog) and show which
 // catalog song it was cut from, where in that song it starts, and how sure the match is.
 
-import { api, checkAudioFile, el, fileDropTarget, formatBytes, formatDuration, readConfig, songMeta, songTitle, songUrl } from "./common.js";
+import { clipSender, el, fileDropTarget, formatDuration, readConfig, songMeta, songTitle, songUrl } from "./common.js";
 
 const config = readConfig("identify-config");
 const limits = { accepted: new Set(config.acceptedContentTypes), maxMb: config.maxClipMb };
@@ -20,58 +20,28 @@ const resultNote = document.getElementById("result-note");
 const resultBox = document.getElementById("identify-result");
 
 const RECORD_TYPE = "audio/webm";
-let inFlight = null;
 let recorder = null;
-
-function showError(message) {
-  errorBox.hidden = false;
-  errorBox.textContent = message;
-}
+const sender = clipSender({ zone, progress, progressText, errorBox, busyRegion: resultBox, limits });
+const showError = sender.showError;
 
 function showRecordNote(message) {
   recordNote.hidden = !message;
   recordNote.textContent = message;
 }
 
-function setBusy(busy, text = "") {
-  progress.hidden = !busy;
-  progressText.textContent = text;
-  zone.classList.toggle("is-busy", busy); // still usable: a new clip replaces the one being identified
-  resultBox.setAttribute("aria-busy", busy ? "true" : "false");
-}
-
 function chooseClip(files) {
-  const file = files[0];
-  const checked = checkAudioFile(file, limits);
-  if (checked.error) {
-    showError(`${file.name}: ${checked.error}`);
-    return;
-  }
-  identify(file);
+  const file = sender.acceptable(files);
+  if (file) identify(file);
 }
 
-async function identify(clip) {
-  inFlight?.abort();
-  const controller = new AbortController();
-  inFlight = controller;
-  errorBox.hidden = true;
-  setBusy(true, `Listening to ${clip.name} (${formatBytes(clip.size)})…`);
-  const form = new FormData();
-  form.append("clip", clip, clip.name);
-  try {
-    const data = await api(config.urls.identify, { method: "POST", form, signal: controller.signal });
-    if (inFlight !== controller) return;
-    render(clip, data);
-  } catch (error) {
-    if (inFlight !== controller || error.name === "AbortError") return;
-    resultPanel.hidden = true;
-    showError(`Could not identify ${clip.name}. ${error.message}`);
-  } finally {
-    if (inFlight === controller) {
-      setBusy(false);
-      inFlight = null;
-    }
-  }
+function identify(clip) {
+  sender.send(clip, config.urls.identify, {
+    onResult: (data) => render(clip, data),
+    onError: (error) => {
+      resultPanel.hidden = true;
+      showError(`Could not identify ${clip.name}. ${error.message}`);
+    },
+  });
 }
 
 function songLink(song) {

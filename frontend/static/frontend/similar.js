@@ -1,7 +1,7 @@
 // "Find similar": send a clip (never added to the catalog) and list the catalog songs that sound most like it,
 // each with its score and a player.
 
-import { api, checkAudioFile, el, fileDropTarget, formatBytes, readConfig, songMeta, songTitle, songUrl } from "./common.js";
+import { api, clipSender, el, fileDropTarget, readConfig, songMeta, songTitle, songUrl } from "./common.js";
 import "./player.js"; // only one audio element plays at a time
 
 const config = readConfig("similar-config");
@@ -19,56 +19,27 @@ const resultsHeading = document.getElementById("results-heading");
 const resultsNote = document.getElementById("results-note");
 const resultsList = document.getElementById("similar-results");
 
+const sender = clipSender({ zone, progress, progressText, errorBox, busyRegion: resultsList, limits });
 let clip = null;
-let inFlight = null;
-
-function showError(message) {
-  errorBox.hidden = false;
-  errorBox.textContent = message;
-}
-
-function setBusy(busy, text = "") {
-  progress.hidden = !busy;
-  progressText.textContent = text;
-  zone.classList.toggle("is-busy", busy); // still usable: a new clip replaces the one being searched
-  resultsList.setAttribute("aria-busy", busy ? "true" : "false");
-}
 
 function chooseClip(files) {
-  const file = files[0];
-  const checked = checkAudioFile(file, limits);
-  if (checked.error) {
-    showError(`${file.name}: ${checked.error}`);
-    return;
-  }
+  const file = sender.acceptable(files);
+  if (!file) return;
   clip = file;
   search();
 }
 
-async function search() {
+function search() {
   if (!clip) return;
-  inFlight?.abort();
-  const controller = new AbortController();
-  inFlight = controller;
-  errorBox.hidden = true;
-  setBusy(true, `Listening to ${clip.name} (${formatBytes(clip.size)})…`);
-  const form = new FormData();
-  form.append("clip", clip, clip.name);
-  form.append("limit", limitSelect.value);
-  try {
-    const data = await api(config.urls.similar, { method: "POST", form, signal: controller.signal });
-    if (inFlight !== controller) return;
-    render(data);
-  } catch (error) {
-    if (inFlight !== controller || error.name === "AbortError") return;
-    resultsPanel.hidden = true;
-    showError(`Could not search with ${clip.name}. ${error.message}`);
-  } finally {
-    if (inFlight === controller) {
-      setBusy(false);
-      inFlight = null;
-    }
-  }
+  const searched = clip;
+  sender.send(searched, config.urls.similar, {
+    fields: { limit: limitSelect.value },
+    onResult: render,
+    onError: (error) => {
+      resultsPanel.hidden = true;
+      sender.showError(`Could not search with ${searched.name}. ${error.message}`);
+    },
+  });
 }
 
 function render(data) {
