@@ -200,7 +200,9 @@ def main() -> None:
             thread.join()
         wall = time.monotonic() - began
 
+        drain_started = time.monotonic()
         finished = wait_finished(database, list(results.uploaded), 600)
+        drained = time.monotonic() - drain_started
         check = subprocess.run(
             [sys.executable, "manage.py", "check_consistency"], cwd=ROOT, env=env, capture_output=True, text=True
         )
@@ -210,7 +212,18 @@ def main() -> None:
                 "SELECT COUNT(*), COUNT(DISTINCT song_id) FROM embeddings_storedvector"
             ).fetchone()
             ready_count = connection.execute("SELECT COUNT(*) FROM catalog_song WHERE status='ready'").fetchone()[0]
-        stored = sum(1 for p in (scratch / "media").rglob("*") if p.is_file())
+        listing = subprocess.run(
+            [
+                *(sys.executable, "manage.py", "shell", "-c"),
+                "from catalog.storage import get_storage; print(sum(1 for _ in get_storage().list_keys('uploads/')))",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        stored = int(listing.stdout.strip().splitlines()[-1])
 
         ms = np.asarray(results.search_seconds) * 1000
         p50, p95, p99 = np.percentile(ms, [50, 95, 99]) if ms.size else (0, 0, 0)
@@ -224,7 +237,7 @@ def main() -> None:
             f"uploads: {sent} confirmed ({sent / wall * 60:.1f}/min), {len(results.upload_errors)} errors; "
             f"after the run {sum(s == 'ready' for s in finished.values())} ready, "
             f"{sum(s == 'failed' for s in finished.values())} failed, "
-            f"{sent - len(finished)} missing"
+            f"{sent - len(finished)} missing; the last finished {drained:.1f} s after the uploads stopped"
         )
         print(
             f"check: {songs} songs ({args.seed_songs} seed + {sent}), {ready_count} ready, "
