@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.stack import production_env
 from tests.services import RedisServer, free_port, start_worker, stop_worker, wait_for_port
 
 
@@ -109,22 +109,11 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="resonance-load-"))
-    database = scratch / "db.sqlite3"
+    database = scratch / "db.sqlite3"  # where production_env puts it
     redis = RedisServer(scratch, durable=True)
-    env = os.environ | {
-        "VAR_DIR": str(scratch / "var"),
-        "SQLITE_PATH": str(database),
-        "LOCAL_STORAGE_ROOT": str(scratch / "media"),
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "load-" + uuid.uuid4().hex,
-        "HTTPS": "false",
-        "ALLOW_ANONYMOUS_UPLOADS": "true",
-        "SEARCH_RATE_LIMIT": "1000000/minute",
-        "UPLOAD_RATE_LIMIT": "1000000/hour",
-        "EMBEDDING_MODEL": "features",
-        "CELERY_BROKER_URL": redis.url,
-        "LOG_LEVEL": "WARNING",
-    }
+    env = production_env(
+        scratch, ALLOW_ANONYMOUS_UPLOADS="true", EMBEDDING_MODEL="features", CELERY_BROKER_URL=redis.url
+    )
     planned = int(args.duration * args.uploads_per_minute / 60)
     print(f"writing {args.seed_songs + planned} tracks of {args.track_seconds:g} s ...", file=sys.stderr)
     tracks = write_tracks(scratch, args.seed_songs + planned, args.track_seconds)

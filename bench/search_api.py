@@ -29,26 +29,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.stack import production_env
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def bench_env(scratch: Path) -> dict[str, str]:
-    return os.environ | {
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "VAR_DIR": str(scratch),
-        "SQLITE_PATH": str(scratch / "catalog.sqlite3"),
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
-        "HTTPS": "false",
-        "EMBEDDING_MODEL": "panns-cnn14",
-        "VECTOR_BACKEND": "local",
-        "SEARCH_RATE_LIMIT": "1000000/minute",
-        "LOG_LEVEL": "WARNING",
-    }
 
 
 def build_catalog(songs: int, dim: int) -> list[str]:
@@ -114,7 +101,7 @@ def wait_for(port: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            get(port, "/healthz")
+            get(port, "/api/system/")
             return
         except OSError:
             time.sleep(0.2)
@@ -138,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="resonance-bench-api-"))
-    env = bench_env(scratch)
+    env = production_env(scratch, EMBEDDING_MODEL="panns-cnn14", VECTOR_BACKEND="local")
     os.environ.update(env)
     try:
         started = time.perf_counter()

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
-from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
@@ -19,47 +14,9 @@ from django.utils import timezone
 from catalog.models import Song, SongStatus
 from embeddings.models import StoredVector
 from tests import audio
-from tests.conftest import use_broker
-from tests.services import Proxy, RedisServer, start_worker, stop_worker, wait_until
+from tests.services import REAL_STACK, Proxy, wait_until
 
-pytestmark = [
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
-]
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis", durable=True)
-    server.folder.mkdir()
-    server.start()
-    use_broker(server.url, {"visibility_timeout": 3600})
-    yield server
-    use_broker("memory://", {})
-    server.stop()
-
-
-@pytest.fixture
-def workers(redis: RedisServer, settings: Any, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start a worker on this test's database, storage and broker; extra settings as keyword arguments."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(**extra: str) -> subprocess.Popen[bytes]:
-        env = {
-            "CELERY_BROKER_URL": redis.url,
-            "SQLITE_PATH": str(django_settings.DATABASES["default"]["NAME"]),
-            "LOCAL_STORAGE_ROOT": str(settings.LOCAL_STORAGE_ROOT),
-            "EMBEDDING_MODEL": "features",
-            "VAR_DIR": str(tmp_path / "worker-var"),
-            **extra,
-        }
-        started.append(start_worker(tmp_path / "worker.log", env))
-        return started[-1]
-
-    yield start
-    for process in started:
-        stop_worker(process)
+pytestmark = REAL_STACK
 
 
 def _ask(api: Any, path: Path) -> dict[str, Any]:

@@ -3,48 +3,22 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from catalog.models import Song, SongStatus
 from tests import audio
-from tests.conftest import use_broker
-from tests.services import RedisServer, start_worker, stop_worker, wait_until
+from tests.services import REAL_STACK, wait_until
 
-pytestmark = [
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
-]
+pytestmark = REAL_STACK
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-def worker(redis_url: str, settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        "CELERY_BROKER_URL": redis_url,
-        "SQLITE_PATH": str(django_settings.DATABASES["default"]["NAME"]),
-        "LOCAL_STORAGE_ROOT": str(settings.LOCAL_STORAGE_ROOT),
-        "EMBEDDING_MODEL": "features",
-        "VAR_DIR": str(tmp_path / "worker-var"),
-    }
-    process = start_worker(tmp_path / "worker.log", env)
-    use_broker(redis_url, {"visibility_timeout": 3600})
-    yield process
-    stop_worker(process)
-    use_broker("memory://", {})
+def worker(workers: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    return workers()
 
 
 def test_a_real_worker_ingests_uploads_queued_through_redis(worker, api, tmp_path: Path) -> None:
