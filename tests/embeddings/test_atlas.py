@@ -7,8 +7,6 @@ answers it. The `live` tests at the end talk to a real Atlas or mongodb/mongodb-
 from __future__ import annotations
 
 import io
-import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from mockupdb import MockupDB, OpMsg, go
 from embeddings.index import IndexUnavailable, VectorIndexError, get_vector_index
 from embeddings.index.atlas import AtlasVectorIndex, close_clients, mongo_client, num_candidates
 from embeddings.registry import model_dim
+from tests.mongo import LIVE_URI, dead_server_uri, live_mongodb, mockup_server, mockup_uri
 
 DB, COLLECTION, INDEX = "resonance", "song_vectors", "song_vectors"
 FEATURES_DIM = model_dim("features")
@@ -32,19 +31,13 @@ FEATURES_DIM = model_dim("features")
 
 @pytest.fixture(scope="module")
 def mock_server() -> Iterator[MockupDB]:
-    mock = MockupDB(auto_ismaster=True, max_wire_version=21)  # wire version 21: MongoDB 7.0
-    mock._address = ("127.0.0.1", 0)  # IPv4 only: "localhost" may resolve to ::1 first
-    mock.run()
-    yield mock
-    mock.stop()  # takes a second, hence one server for the module
+    yield from mockup_server()  # one server for the module: stopping one takes a second
 
 
 @pytest.fixture
 def server(mock_server: MockupDB, settings: Any) -> Iterator[MockupDB]:
     settings.VECTOR_BACKEND = "atlas"
-    settings.MONGODB_URI = (
-        f"mongodb://127.0.0.1:{mock_server.port}/?directConnection=true&serverSelectionTimeoutMS=3000"
-    )
+    settings.MONGODB_URI = mockup_uri(mock_server)
     settings.MONGODB_DB, settings.MONGODB_COLLECTION, settings.ATLAS_INDEX_NAME = DB, COLLECTION, INDEX
     settings.ATLAS_NUM_CANDIDATES_FACTOR = 20
     yield mock_server
@@ -315,11 +308,7 @@ def test_a_connection_dropped_mid_search_makes_the_index_unavailable(server: Moc
 
 
 def test_a_dead_server_makes_the_index_unavailable(settings: Any) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings.VECTOR_BACKEND = "atlas"
-    settings.MONGODB_URI = f"mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=100"
+    settings.VECTOR_BACKEND, settings.MONGODB_URI = "atlas", dead_server_uri()
     index = get_vector_index("features", 4)
     try:
         for call in (lambda: index.search(unit(1), 5), lambda: index.get(uuid.uuid4())):
@@ -470,11 +459,8 @@ def test_atlas_index_on_a_server_without_search_says_so(server: MockupDB) -> Non
 
 # --- a real server -------------------------------------------------------------------------------------------
 
-LIVE_URI = os.environ.get("MONGODB_URI", "")
 
-
-@pytest.mark.live
-@pytest.mark.skipif(not LIVE_URI, reason="MONGODB_URI is not set")
+@live_mongodb
 def test_live_index_upsert_search_exclude_delete(settings: Any) -> None:
     settings.VECTOR_BACKEND, settings.MONGODB_URI = "atlas", LIVE_URI
     settings.MONGODB_COLLECTION = f"live_{uuid.uuid4().hex[:8]}"

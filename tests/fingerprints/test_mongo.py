@@ -6,8 +6,6 @@ answers it.
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,25 +21,20 @@ from fingerprints.landmarks import ALGORITHM, landmarks
 from fingerprints.selectors import identify
 from fingerprints.services import add_song_fingerprints, remove_song_fingerprints
 from tests.fingerprints.music import excerpt, song
+from tests.mongo import LIVE_URI, dead_server_uri, live_mongodb, mockup_server, mockup_uri
 
 DB, COLLECTION = "resonance", "fingerprints"
 
 
 @pytest.fixture(scope="module")
 def mock_server() -> Iterator[MockupDB]:
-    mock = MockupDB(auto_ismaster=True, max_wire_version=21)  # wire version 21: MongoDB 7.0
-    mock._address = ("127.0.0.1", 0)  # IPv4 only: "localhost" may resolve to ::1 first
-    mock.run()
-    yield mock
-    mock.stop()
+    yield from mockup_server()  # one server for the module: stopping one takes a second
 
 
 @pytest.fixture
 def server(mock_server: MockupDB, settings: Any) -> Iterator[MockupDB]:
     settings.VECTOR_BACKEND = "atlas"
-    settings.MONGODB_URI = (
-        f"mongodb://127.0.0.1:{mock_server.port}/?directConnection=true&serverSelectionTimeoutMS=3000"
-    )
+    settings.MONGODB_URI = mockup_uri(mock_server)
     settings.MONGODB_DB, settings.FINGERPRINT_COLLECTION = DB, COLLECTION
     close_clients()  # forget which indexes were created: each test sees the commands from the start
     yield mock_server
@@ -160,11 +153,7 @@ def test_lookup_finds_hashes_with_in_and_pairs_each_entry_with_the_query_positio
 
 
 def test_a_dead_server_makes_the_index_unavailable(settings: Any) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings.VECTOR_BACKEND = "atlas"
-    settings.MONGODB_URI = f"mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=100"
+    settings.VECTOR_BACKEND, settings.MONGODB_URI = "atlas", dead_server_uri()
     index = get_fingerprint_index()
     try:
         with pytest.raises(FingerprintIndexUnavailable, match="unreachable"):
@@ -175,11 +164,7 @@ def test_a_dead_server_makes_the_index_unavailable(settings: Any) -> None:
         close_clients()
 
 
-LIVE_URI = os.environ.get("MONGODB_URI", "")
-
-
-@pytest.mark.live
-@pytest.mark.skipif(not LIVE_URI, reason="MONGODB_URI is not set")
+@live_mongodb
 def test_live_add_identify_replace_remove(settings: Any) -> None:
     settings.VECTOR_BACKEND, settings.MONGODB_URI = "atlas", LIVE_URI
     settings.FINGERPRINT_COLLECTION = f"live_fingerprints_{uuid.uuid4().hex[:8]}"
