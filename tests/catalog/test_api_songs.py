@@ -186,3 +186,23 @@ def test_similar_to_a_clip_rejects_non_audio_with_a_reason(api, tmp_path: Path) 
 
     assert response.status_code == 400
     assert "could not be decoded" in response.json()["detail"]
+
+
+def test_more_like_this_answers_503_with_the_reason_while_the_index_is_unreachable(
+    upload, api, tmp_path: Path, monkeypatch
+) -> None:
+    from embeddings.index import IndexUnavailable
+    from embeddings.index.local import LocalVectorIndex
+
+    song = upload(audio.write(tmp_path / "one.mp3", audio.chord([220, 277, 330], 3.0)))
+
+    def down(self, vector, limit, exclude_file=None):
+        raise IndexUnavailable("MongoDB is unavailable while searching (connection refused)")
+
+    monkeypatch.setattr(LocalVectorIndex, "search", down)
+
+    response = api.get(f"/api/songs/{song.pk}/more-like-this/")
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+    assert "Search is unavailable right now" in response.json()["detail"]
+    assert "connection refused" in response.json()["detail"]
