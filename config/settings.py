@@ -214,6 +214,8 @@ S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL", "") or None
 # The address browsers use for presigned URLs when it differs from the workers' (e.g. in Docker).
 S3_PUBLIC_ENDPOINT_URL = env_str("S3_PUBLIC_ENDPOINT_URL", "") or S3_ENDPOINT_URL
 S3_REGION = env_str("S3_REGION", "us-east-1")
+# A store slower than this to answer counts as unavailable for that request (the ingest retries with backoff).
+S3_READ_TIMEOUT_SECONDS = env_float("S3_READ_TIMEOUT_SECONDS", 60.0, minimum=0.1)
 MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 200, minimum=1)
 # Songs whose upload is not finished and confirmed within this many hours are removed, with any stored file.
 UPLOAD_EXPIRY_HOURS = env_float("UPLOAD_EXPIRY_HOURS", 24.0, minimum=0.01)

@@ -132,13 +132,15 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
 
 
 class Proxy:
-    """A TCP forwarder to `target_port`; `cut()` drops every connection and refuses new ones until `mend()`."""
+    """A TCP forwarder to `target_port`; `cut()` drops every connection and refuses new ones until `mend()`, and
+    `delay` seconds (0 by default) hold back every answer from the target, as a slow server would."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self.up = True
+        self.delay = 0.0
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -179,12 +181,14 @@ class Proxy:
                     client.close()
                     continue
                 self._open |= {client, upstream}
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, slow in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(source, sink, slow), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, slow: bool) -> None:
         try:
             while data := source.recv(65536):
+                if slow and self.delay:
+                    time.sleep(self.delay)
                 sink.sendall(data)
         except OSError:
             pass

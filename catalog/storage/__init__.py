@@ -63,7 +63,9 @@ class Storage(Protocol):
 
 
 @lru_cache(maxsize=4)
-def _storage(backend: str, root: Path, bucket: str, endpoint: str | None, public: str | None, region: str) -> Storage:
+def _storage(
+    backend: str, root: Path, bucket: str, endpoint: str | None, public: str | None, region: str, read_timeout: float
+) -> Storage:
     if backend == "local":
         from catalog.storage.local import LocalStorage
 
@@ -71,7 +73,9 @@ def _storage(backend: str, root: Path, bucket: str, endpoint: str | None, public
     if backend == "s3":
         from catalog.storage.s3 import S3Storage
 
-        return S3Storage(bucket=bucket, endpoint_url=endpoint, public_endpoint_url=public, region=region)
+        return S3Storage(
+            bucket=bucket, endpoint_url=endpoint, public_endpoint_url=public, region=region, read_timeout=read_timeout
+        )
     raise StorageError(f"unknown STORAGE_BACKEND {backend!r}")
 
 
@@ -83,4 +87,5 @@ def get_storage() -> Storage:
         settings.S3_ENDPOINT_URL,
         settings.S3_PUBLIC_ENDPOINT_URL,
         settings.S3_REGION,
+        settings.S3_READ_TIMEOUT_SECONDS,
     )

@@ -33,12 +33,20 @@ def _translate(exc: Exception, key: str) -> Exception:
 
 
 class S3Storage:
-    def __init__(self, *, bucket: str, endpoint_url: str | None, public_endpoint_url: str | None, region: str) -> None:
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint_url: str | None,
+        public_endpoint_url: str | None,
+        region: str,
+        read_timeout: float = _READ_TIMEOUT_SECONDS,
+    ) -> None:
         self.bucket = bucket
         config = Config(
             signature_version="s3v4",
             connect_timeout=_CONNECT_TIMEOUT_SECONDS,
-            read_timeout=_READ_TIMEOUT_SECONDS,
+            read_timeout=read_timeout,
             retries={"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
         )
         # A session of our own: boto3's shared default session is not safe to create clients from in

@@ -131,3 +131,43 @@ def test_storage_down_for_a_while_is_ridden_out_and_the_api_answers_503_meanwhil
         assert "Retry in" in _log(tmp_path)
     finally:
         link.close()
+
+
+def test_storage_slower_than_its_timeout_is_retried_until_it_answers_in_time(
+    api, redis, workers, tmp_path: Path, s3_endpoint: str, bucket: str, settings: Any
+) -> None:
+    link = Proxy(int(s3_endpoint.rsplit(":", 1)[1]))
+    settings.STORAGE_BACKEND, settings.S3_BUCKET, settings.S3_REGION = "s3", bucket, "us-east-1"
+    settings.S3_ENDPOINT_URL = settings.S3_PUBLIC_ENDPOINT_URL = link.url
+    try:
+        path = audio.write(tmp_path / "slow.mp3", audio.chord([233, 349], 3.0))
+        ticket = _ask(api, path)
+        target = ticket["upload"]
+        sent = requests.post(
+            target["url"],
+            data=target["fields"],
+            files={"file": (path.name, path.read_bytes(), "audio/mpeg")},
+            timeout=30,
+        )
+        assert sent.status_code in (200, 201, 204), sent.text
+        song_id = str(ticket["song_id"])
+        assert api.post(f"/api/songs/{song_id}/uploaded/").status_code == 202
+
+        link.delay = 3.0  # every answer now comes later than the worker waits for one
+        workers(
+            STORAGE_BACKEND="s3",
+            S3_BUCKET=bucket,
+            S3_ENDPOINT_URL=link.url,
+            S3_REGION="us-east-1",
+            S3_READ_TIMEOUT_SECONDS="1",
+            INGEST_RETRY_BACKOFF_SECONDS="1",
+        )
+        assert wait_until(lambda: Song.objects.get(pk=song_id).ingest_attempts >= 2, 90), _log(tmp_path)
+        assert Song.objects.get(pk=song_id).status == SongStatus.PROCESSING
+
+        link.delay = 0.0
+
+        assert wait_until(lambda: Song.objects.get(pk=song_id).status == SongStatus.READY, 120), _log(tmp_path)
+        assert "Read timeout" in _log(tmp_path) or "timed out" in _log(tmp_path)
+    finally:
+        link.close()
