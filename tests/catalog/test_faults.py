@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from django.core.management import call_command
 from django.test import Client
@@ -96,69 +98,65 @@ def test_confirming_while_redis_is_down_answers_503_and_the_song_is_done_once_it
     assert wait_until(lambda: _statuses([song_id]) == {song_id: SongStatus.READY}, 90), _log(tmp_path)
 
 
-def test_storage_down_for_a_while_is_ridden_out_and_the_api_answers_503_meanwhile(
-    api, redis, workers, tmp_path: Path, s3_endpoint: str, bucket: str, settings: Any
-) -> None:
+@pytest.fixture
+def s3_link(s3_endpoint: str, bucket: str, settings: Any) -> Iterator[Proxy]:
+    """The app on moto S3 through a link the test can cut or slow down."""
     link = Proxy(int(s3_endpoint.rsplit(":", 1)[1]))
     settings.STORAGE_BACKEND, settings.S3_BUCKET, settings.S3_REGION = "s3", bucket, "us-east-1"
     settings.S3_ENDPOINT_URL = settings.S3_PUBLIC_ENDPOINT_URL = link.url
-    try:
-        first, second = (
-            _upload_s3(api, audio.write(tmp_path / f"s3-{i}.mp3", audio.chord([196 + 50 * i, 294], 3.0)))
-            for i in range(2)
-        )
-        assert api.post(f"/api/songs/{first}/uploaded/").status_code == 202  # queued; no worker yet
+    yield link
+    link.close()
 
-        link.cut()
-        workers(
-            STORAGE_BACKEND="s3",
-            S3_BUCKET=bucket,
-            S3_ENDPOINT_URL=link.url,
-            S3_REGION="us-east-1",
-            INGEST_RETRY_BACKOFF_SECONDS="1",
-        )
-        # While storage is down the worker keeps retrying, and the API says what is wrong instead of a 500.
-        assert wait_until(lambda: Song.objects.get(pk=first).ingest_attempts >= 2, 60), _log(tmp_path)
-        down = api.post(f"/api/songs/{second}/uploaded/")
-        assert down.status_code == 503
-        assert "unavailable" in down.json()["detail"]
-        assert Song.objects.get(pk=first).status == SongStatus.PROCESSING
 
-        link.mend()
+def _s3_worker(settings: Any, **extra: str) -> dict[str, str]:
+    """A worker's settings for the same bucket through the same link, retrying every second or so."""
+    return {
+        "STORAGE_BACKEND": "s3",
+        "S3_BUCKET": settings.S3_BUCKET,
+        "S3_ENDPOINT_URL": settings.S3_ENDPOINT_URL,
+        "S3_REGION": settings.S3_REGION,
+        "INGEST_RETRY_BACKOFF_SECONDS": "1",
+        **extra,
+    }
 
-        assert wait_until(lambda: Song.objects.get(pk=first).status == SongStatus.READY, 120), _log(tmp_path)
-        assert api.post(f"/api/songs/{second}/uploaded/").status_code == 202
-        assert wait_until(lambda: Song.objects.get(pk=second).status == SongStatus.READY, 90), _log(tmp_path)
-        assert "Retry in" in _log(tmp_path)
-    finally:
-        link.close()
+
+def test_storage_down_for_a_while_is_ridden_out_and_the_api_answers_503_meanwhile(
+    api, redis, workers, tmp_path: Path, s3_link: Proxy, settings: Any
+) -> None:
+    first, second = (
+        _upload_s3(api, audio.write(tmp_path / f"s3-{i}.mp3", audio.chord([196 + 50 * i, 294], 3.0))) for i in range(2)
+    )
+    assert api.post(f"/api/songs/{first}/uploaded/").status_code == 202  # queued; no worker yet
+
+    s3_link.cut()
+    workers(**_s3_worker(settings))
+    # While storage is down the worker keeps retrying, and the API says what is wrong instead of a 500.
+    assert wait_until(lambda: Song.objects.get(pk=first).ingest_attempts >= 2, 60), _log(tmp_path)
+    down = api.post(f"/api/songs/{second}/uploaded/")
+    assert down.status_code == 503
+    assert "unavailable" in down.json()["detail"]
+    assert Song.objects.get(pk=first).status == SongStatus.PROCESSING
+
+    s3_link.mend()
+
+    assert wait_until(lambda: Song.objects.get(pk=first).status == SongStatus.READY, 120), _log(tmp_path)
+    assert api.post(f"/api/songs/{second}/uploaded/").status_code == 202
+    assert wait_until(lambda: Song.objects.get(pk=second).status == SongStatus.READY, 90), _log(tmp_path)
+    assert "Retry in" in _log(tmp_path)
 
 
 def test_storage_slower_than_its_timeout_is_retried_until_it_answers_in_time(
-    api, redis, workers, tmp_path: Path, s3_endpoint: str, bucket: str, settings: Any
+    api, redis, workers, tmp_path: Path, s3_link: Proxy, settings: Any
 ) -> None:
-    link = Proxy(int(s3_endpoint.rsplit(":", 1)[1]))
-    settings.STORAGE_BACKEND, settings.S3_BUCKET, settings.S3_REGION = "s3", bucket, "us-east-1"
-    settings.S3_ENDPOINT_URL = settings.S3_PUBLIC_ENDPOINT_URL = link.url
-    try:
-        song_id = _upload_s3(api, audio.write(tmp_path / "slow.mp3", audio.chord([233, 349], 3.0)))
-        assert api.post(f"/api/songs/{song_id}/uploaded/").status_code == 202
+    song_id = _upload_s3(api, audio.write(tmp_path / "slow.mp3", audio.chord([233, 349], 3.0)))
+    assert api.post(f"/api/songs/{song_id}/uploaded/").status_code == 202
 
-        link.delay = 3.0  # every answer now comes later than the worker waits for one
-        workers(
-            STORAGE_BACKEND="s3",
-            S3_BUCKET=bucket,
-            S3_ENDPOINT_URL=link.url,
-            S3_REGION="us-east-1",
-            S3_READ_TIMEOUT_SECONDS="1",
-            INGEST_RETRY_BACKOFF_SECONDS="1",
-        )
-        assert wait_until(lambda: Song.objects.get(pk=song_id).ingest_attempts >= 2, 90), _log(tmp_path)
-        assert Song.objects.get(pk=song_id).status == SongStatus.PROCESSING
+    s3_link.delay = 3.0  # every answer now comes later than the worker waits for one
+    workers(**_s3_worker(settings, S3_READ_TIMEOUT_SECONDS="1"))
+    assert wait_until(lambda: Song.objects.get(pk=song_id).ingest_attempts >= 2, 90), _log(tmp_path)
+    assert Song.objects.get(pk=song_id).status == SongStatus.PROCESSING
 
-        link.delay = 0.0
+    s3_link.delay = 0.0
 
-        assert wait_until(lambda: Song.objects.get(pk=song_id).status == SongStatus.READY, 120), _log(tmp_path)
-        assert "Read timeout" in _log(tmp_path) or "timed out" in _log(tmp_path)
-    finally:
-        link.close()
+    assert wait_until(lambda: Song.objects.get(pk=song_id).status == SongStatus.READY, 120), _log(tmp_path)
+    assert "Read timeout" in _log(tmp_path) or "timed out" in _log(tmp_path)
