@@ -82,8 +82,6 @@ def _blocks(path: Path, max_samples: int) -> Iterator[FloatArray]:
         if "finite" in str(exc):
             raise EmbeddingError("the audio contains NaN or infinite samples") from exc
         raise EmbeddingError(f"the file could not be decoded as audio ({exc})") from exc
-    except EmbeddingError:
-        raise
     except Exception as exc:  # decoders raise many unrelated types for the same problem: bad bytes
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else "no decoder recognised the format"
         raise EmbeddingError(f"the file could not be decoded as audio ({detail})") from exc
@@ -130,6 +128,7 @@ class BackgroundDecode:
         self._stopped = threading.Event()
         self._finished = threading.Event()
         self._drained = False
+        self._result: DecodedAudio | EmbeddingError | None = None
         self._started = time.perf_counter()
         self.seconds_spent = 0.0
         self._thread = threading.Thread(target=self._run, args=(path,), name="decode", daemon=True)
@@ -179,10 +178,19 @@ class BackgroundDecode:
             raise self._error
 
     def result(self) -> DecodedAudio:
-        """Wait for the decode to end; the whole song, checked as `decode()` checks it."""
-        for _ in self.blocks():
-            pass  # blocks nobody took: the decoder must not wait on a full hand-off forever
-        return _checked(_joined(self._pieces), max_samples=self._max_samples, min_seconds=self._min_seconds)
+        """Wait for the decode to end; the whole song, checked as `decode()` checks it (once: later calls repeat it)."""
+        if self._result is None:
+            try:
+                for _ in self.blocks():
+                    pass  # blocks nobody took: the decoder must not wait on a full hand-off forever
+                self._result = _checked(
+                    _joined(self._pieces), max_samples=self._max_samples, min_seconds=self._min_seconds
+                )
+            except EmbeddingError as exc:
+                self._result = exc
+        if isinstance(self._result, EmbeddingError):
+            raise self._result
+        return self._result
 
     def stop(self) -> None:
         """Let the thread go (it stops at its next block); safe to call at any time, and more than once."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +132,12 @@ class Windows:
         self._offset = keep_from
         return out
 
+    def of(self, blocks: Iterable[FloatArray]) -> Iterator[FloatArray]:
+        """Every window of the song the blocks make up, each as soon as its samples have arrived."""
+        for block in blocks:
+            yield from self.feed(block)
+        yield from self.finish()
+
     def finish(self) -> list[FloatArray]:
         """The windows left once the song has ended: the one ending at the end, or the whole (padded) clip."""
         if self._total == 0:
@@ -240,12 +246,7 @@ class PannsEmbedder:
             clipwise_sum += _summed(clipwise, self.variant.classes_num)
             batch.clear()
 
-        for block in blocks:
-            for window in windows.feed(block):
-                batch.append(window)
-                if len(batch) == self.batch_size:
-                    run()
-        for window in windows.finish():
+        for window in windows.of(blocks):
             batch.append(window)
             if len(batch) == self.batch_size:
                 run()
