@@ -48,7 +48,7 @@ def inspect() -> Report:
     report.unfinished_deletes = [pk for pk, song in songs.items() if song.status == SongStatus.DELETING]
     report.stalled_ingests = services.stalled_ingests(older_than=timedelta(minutes=settings.STALLED_INGEST_MINUTES))
     for model in available_models():
-        indexed, _ = get_vector_index(model, model_dim(model)).export()
+        indexed = get_vector_index(model, model_dim(model)).song_ids()
         indexed_set = set(indexed)
         report.orphan_vectors += [(model, song_id) for song_id in indexed if song_id not in live]
         report.missing_vectors += [

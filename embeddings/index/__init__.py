@@ -46,7 +46,11 @@ class VectorIndex(Protocol):
     def get(self, song_id: UUID) -> FloatArray | None: ...
 
     def export(self) -> tuple[list[UUID], FloatArray]:
-        """Every song id with its vector (maps, consistency checks); rows of the matrix follow the ids."""
+        """Every song id with its vector (maps); rows of the matrix follow the ids."""
+        ...
+
+    def song_ids(self) -> list[UUID]:
+        """Every song with a vector of this model, without reading the vectors (consistency checks)."""
         ...
 
     def search(self, vector: FloatArray, limit: int, exclude_file: str | None = None) -> list[Hit]:

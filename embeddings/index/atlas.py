@@ -257,6 +257,13 @@ class AtlasVectorIndex:
             matrix[i] = from_bson_vector(document["vector"])
         return [UUID(document["song_id"]) for document in documents], matrix
 
+    def song_ids(self) -> list[UUID]:
+        try:
+            documents = self.collection.find({"model": self.model}, {"_id": 0, "song_id": 1})
+            return [UUID(document["song_id"]) for document in documents]
+        except PyMongoError as exc:
+            raise translate(exc, "reading song ids") from exc
+
     def pipeline(self, vector: FloatArray, limit: int, exclude_file: str | None = None) -> list[dict[str, Any]]:
         """The aggregation `search()` runs: `$vectorSearch` first (Atlas requires it), then the fields we read."""
         query_filter: dict[str, Any] = {"model": self.model}

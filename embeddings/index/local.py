@@ -83,6 +83,9 @@ class LocalVectorIndex:
             matrix[i] = np.frombuffer(bytes(blob), dtype="<f4")
         return [song_id for song_id, _ in rows], matrix
 
+    def song_ids(self) -> list[UUID]:
+        return list(self._rows().filter(dim=self.dim).values_list("song_id", flat=True))
+
     def _rows(self) -> QuerySet[StoredVector]:
         return StoredVector.objects.filter(model=self.model)
 

@@ -63,6 +63,10 @@ class FingerprintIndex(Protocol):
         """Every stored landmark whose hash is among `hashes`."""
         ...
 
+    def song_ids(self) -> list[UUID]:
+        """Every song with stored fingerprints, read from the durable copy (consistency checks)."""
+        ...
+
     def stats(self) -> IndexStats: ...
 
 

@@ -310,6 +310,9 @@ class MemoryFingerprintIndex:
     def remove(self, song_id: UUID) -> None:
         self.table.remove(song_id)
 
+    def song_ids(self) -> list[UUID]:
+        return self.table.songs
+
     def lookup(self, hashes: npt.NDArray[np.uint32]) -> Hits:
         snapshot = self.table.snapshot
         return snapshot.lookup(hashes, stop_limit(snapshot.entries))
@@ -433,6 +436,9 @@ class LocalFingerprintIndex:
     def lookup(self, hashes: npt.NDArray[np.uint32]) -> Hits:
         snapshot = self.snapshot()
         return snapshot.lookup(hashes, stop_limit(snapshot.entries))
+
+    def song_ids(self) -> list[UUID]:
+        return list(SongFingerprints.objects.filter(algorithm=ALGORITHM).values_list("song_id", flat=True))
 
     def has(self, song_id: UUID) -> bool:
         return SongFingerprints.objects.filter(song_id=song_id, algorithm=ALGORITHM).exists()

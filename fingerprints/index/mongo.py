@@ -189,6 +189,10 @@ class MongoFingerprintIndex:
             query_positions=order[positions].astype(np.int64),
         )
 
+    def song_ids(self) -> list[UUID]:
+        with _guard("list fingerprinted songs"):
+            return [_as_uuid(document["_id"]) for document in self._songs().find({}, {"_id": 1})]
+
     def stats(self) -> IndexStats:
         with _guard("read fingerprint statistics"):
             songs = self._songs().count_documents({})
