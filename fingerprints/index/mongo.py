@@ -1,20 +1,24 @@
-"""The MongoDB fingerprint index (VECTOR_BACKEND=atlas): a plain collection with an index on the hash.
+"""The MongoDB fingerprint index (VECTOR_BACKEND=atlas): postings indexed on the hash, and a count per hash.
 
 Collection FINGERPRINT_COLLECTION (default `fingerprints`) holds one document per song and hash:
-`{h: hash (int), s: song id (UUID, binary subtype 4), g: generation (str), t: [anchor frames]}`, indexed on `h`
-(lookups) and `(s, g)` (replacing and removing a song). Collection `<FINGERPRINT_COLLECTION>_songs` holds one
-document per song, `{_id: song id, n: landmarks, g: generation, a: algorithm}`, for counts and stats.
+`{h: hash (int), s: song id (UUID, binary subtype 4), g: generation (int64), t: [anchor frames]}`, indexed on `h`
+(lookups) and `(s, g)` (replacing and removing a song). Collection `<FINGERPRINT_COLLECTION>_hashes` holds one
+document per stored hash, `{_id: hash, n: landmarks with that hash}`, so a lookup skips common hashes on the server
+without reading their postings. Collection `<FINGERPRINT_COLLECTION>_songs` holds one document per song,
+`{_id: song id, n: landmarks, g: generation, a: algorithm}`, for counts and stats.
 
 Adding a song inserts its documents under a new generation and only then deletes the older generations, so a song
 being replaced is never missing from lookups (for a moment it is there twice, which only doubles its own score).
+Counts go up before postings are inserted and down after they are deleted, so a count is never below the postings
+stored: an interrupted write can only make a hash look more common than it is.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -38,8 +42,9 @@ from fingerprints.landmarks import ALGORITHM
 
 U32 = npt.NDArray[np.uint32]
 
-# Documents per insert_many call, and hashes per $in query.
+# Documents per insert_many or delete_many call, count updates per bulk_write, and hashes per lookup command.
 _INSERT_BATCH = 5000
+_COUNT_BATCH = 5000
 _LOOKUP_BATCH = 5000
 # How long a process trusts its count of stored landmarks (for the stop limit).
 _COUNT_TTL_SECONDS = 60.0
@@ -98,6 +103,9 @@ class MongoFingerprintIndex:
     def _hashes(self) -> Any:
         return self._db()[self.collection]
 
+    def _counts(self) -> Any:
+        return self._db()[f"{self.collection}_hashes"]
+
     def _songs(self) -> Any:
         return self._db()[f"{self.collection}_songs"]
 
@@ -116,15 +124,17 @@ class MongoFingerprintIndex:
     def add(self, song_id: UUID, hashes: npt.NDArray[np.uint32], times: npt.NDArray[np.uint32]) -> None:
         h, t = check_landmarks(hashes, times)
         self.ensure_indexes()
-        generation = uuid.uuid4().hex
+        # Random, so two writers of one song never share a generation; int64 keeps every posting small.
+        generation = secrets.randbits(63)
         with _guard("store fingerprints"):
             for batch in _batches(_documents(song_id, generation, h, t), _INSERT_BATCH):
+                self._count([(d["h"], len(d["t"])) for d in batch], +1)
                 self._hashes().insert_many(batch, ordered=False)
             song = _bson_uuid(song_id)
             self._songs().replace_one(
                 {"_id": song}, {"_id": song, "n": int(h.size), "g": generation, "a": ALGORITHM}, upsert=True
             )
-            self._hashes().delete_many({"s": song, "g": {"$ne": generation}})
+            self._drop({"s": song, "g": {"$ne": generation}})
         self._landmarks = None
 
     def remove(self, song_id: UUID) -> None:
@@ -132,8 +142,33 @@ class MongoFingerprintIndex:
         with _guard("remove fingerprints"):
             song = _bson_uuid(song_id)
             self._songs().delete_one({"_id": song})
-            self._hashes().delete_many({"s": song})
+            self._drop({"s": song})
         self._landmarks = None
+
+    def _drop(self, postings: dict[str, Any]) -> None:
+        """Delete the postings matching `postings`, then take their landmarks off the counts of their hashes."""
+        rows = list(self._hashes().aggregate([{"$match": postings}, {"$project": {"h": 1, "n": {"$size": "$t"}}}]))
+        for start in range(0, len(rows), _INSERT_BATCH):
+            batch = rows[start : start + _INSERT_BATCH]
+            # By _id: only what was read is deleted, so the counts lose exactly what the postings lost.
+            self._hashes().delete_many({"_id": {"$in": [row["_id"] for row in batch]}})
+            self._count([(row["h"], row["n"]) for row in batch], -1)
+
+    def _count(self, landmarks: Iterable[tuple[int, int]], sign: int) -> None:
+        """Add (sign +1) or take off (-1) landmarks per hash; counts that reach zero are deleted."""
+        from pymongo import UpdateOne
+
+        per_hash: dict[int, int] = {}
+        for h, n in landmarks:
+            per_hash[int(h)] = per_hash.get(int(h), 0) + int(n)
+        items = sorted(per_hash.items())
+        for start in range(0, len(items), _COUNT_BATCH):
+            batch = items[start : start + _COUNT_BATCH]
+            # Only increments create a count: a decrement of a missing one must not leave a negative count behind.
+            updates = [UpdateOne({"_id": h}, {"$inc": {"n": sign * n}}, upsert=sign > 0) for h, n in batch]
+            self._counts().bulk_write(updates, ordered=False)
+            if sign < 0:
+                self._counts().delete_many({"_id": {"$in": [h for h, _ in batch]}, "n": {"$lte": 0}})
 
     # --- reads -------------------------------------------------------------------------------------------------
 
@@ -143,6 +178,21 @@ class MongoFingerprintIndex:
             rows = list(self._songs().aggregate([{"$group": {"_id": None, "n": {"$sum": "$n"}}}]))
             self._landmarks = (now, int(rows[0]["n"]) if rows else 0)
         return self._landmarks[1]
+
+    def _postings(self, wanted: list[int], limit: int) -> list[dict[str, Any]]:
+        """The postings of the hashes among `wanted` stored at most `limit` times: at most len(wanted) x limit.
+
+        The server matches the counts first and joins postings only to the hashes that pass, so a common hash
+        costs one count document, never its postings.
+        """
+        pipeline = [
+            {"$match": {"_id": {"$in": wanted}, "n": {"$lte": limit}}},
+            {"$lookup": {"from": self.collection, "localField": "_id", "foreignField": "h", "as": "p"}},
+            # Unwound at once, so the server streams postings instead of building one document per hash.
+            {"$unwind": "$p"},
+            {"$project": {"_id": 0, "h": "$_id", "s": "$p.s", "t": "$p.t"}},
+        ]
+        return list(self._counts().aggregate(pipeline))
 
     def lookup(self, hashes: npt.NDArray[np.uint32]) -> Hits:
         query = np.asarray(hashes, dtype=np.uint32)
@@ -156,8 +206,7 @@ class MongoFingerprintIndex:
             limit = stop_limit(self._stored_landmarks())
             for start in range(0, unique.size, _LOOKUP_BATCH):
                 wanted = [int(x) for x in unique[start : start + _LOOKUP_BATCH]]
-                cursor = self._hashes().find({"h": {"$in": wanted}}, {"_id": 0, "h": 1, "s": 1, "t": 1})
-                for document in cursor:
+                for document in self._postings(wanted, limit):
                     found_hashes.append(int(document["h"]))
                     found_songs.append(_as_uuid(document["s"]))
                     found_times.append(document["t"])
@@ -169,11 +218,6 @@ class MongoFingerprintIndex:
         song_ids = list(dict.fromkeys(found_songs))
         number = {song_id: i for i, song_id in enumerate(song_ids)}
         entry_song = np.repeat(np.asarray([number[s] for s in found_songs], dtype=np.int64), lengths)
-        # The stop list: hashes stored more than `limit` times are skipped, as in the local index.
-        _, inverse = np.unique(entry_hash, return_inverse=True)
-        common = np.bincount(inverse) > limit
-        keep = ~common[inverse]
-        entry_hash, entry_song, ref_times = entry_hash[keep], entry_song[keep], ref_times[keep]
         # Pair every entry with every query position holding its hash.
         order = np.argsort(query, kind="stable")
         sorted_query = query[order].astype(np.int64)
@@ -197,10 +241,9 @@ class MongoFingerprintIndex:
         with _guard("read fingerprint statistics"):
             songs = self._songs().count_documents({})
             landmarks = self._stored_landmarks()
-            sizes = self._db().command("collStats", self.collection)
-        return IndexStats(
-            songs=int(songs), hashes=landmarks, bytes=int(sizes.get("size", 0)) + int(sizes.get("totalIndexSize", 0))
-        )
+            sizes = [self._db().command("collStats", name) for name in (self.collection, f"{self.collection}_hashes")]
+        stored = sum(int(size.get("size", 0)) + int(size.get("totalIndexSize", 0)) for size in sizes)
+        return IndexStats(songs=int(songs), hashes=landmarks, bytes=stored)
 
 
 def _as_uuid(value: Any) -> UUID:
@@ -212,7 +255,7 @@ def _as_uuid(value: Any) -> UUID:
     return UUID(str(value))
 
 
-def _documents(song_id: UUID, generation: str, hashes: U32, times: U32) -> Iterator[dict[str, Any]]:
+def _documents(song_id: UUID, generation: int, hashes: U32, times: U32) -> Iterator[dict[str, Any]]:
     """One document per distinct hash of the song, with all its anchor frames, in time order."""
     if hashes.size == 0:
         return

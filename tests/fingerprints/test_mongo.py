@@ -15,15 +15,16 @@ import pytest
 from bson.binary import Binary
 from mockupdb import MockupDB, go
 
-from fingerprints.index import FingerprintIndexUnavailable, get_fingerprint_index
+from fingerprints.index import FingerprintIndexUnavailable, get_fingerprint_index, stop_limit
 from fingerprints.index.mongo import MongoFingerprintIndex, close_clients
-from fingerprints.landmarks import ALGORITHM, landmarks
+from fingerprints.landmarks import ALGORITHM, HASH_BITS, landmarks
 from fingerprints.selectors import identify
 from fingerprints.services import add_song_fingerprints, remove_song_fingerprints
 from tests.fingerprints.music import excerpt, song
 from tests.mongo import LIVE_URI, dead_server_uri, live_mongodb, mockup_server, mockup_uri
 
 DB, COLLECTION = "resonance", "fingerprints"
+COUNTS, SONGS = f"{COLLECTION}_hashes", f"{COLLECTION}_songs"
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +50,22 @@ def cursor(request: Any, documents: list[dict[str, Any]], collection: str = COLL
     request.replies({"cursor": {"id": 0, "ns": f"{DB}.{collection}", "firstBatch": documents}})
 
 
-def test_adding_creates_the_indexes_inserts_one_document_per_hash_then_drops_older_generations(
+def updated(request: Any, n: int) -> None:
+    request.ok(n=n, nModified=n)  # bulk_write reads nModified
+
+
+def updates(request: Any) -> list[dict[str, Any]]:
+    return [{key: dict(value) if key == "u" else value for key, value in u.items()} for u in request["updates"]]
+
+
+def test_adding_counts_each_hash_inserts_one_document_per_hash_then_drops_older_generations(
     server: MockupDB,
 ) -> None:
     index = get_fingerprint_index()
     assert isinstance(index, MongoFingerprintIndex)
     song_id = uuid.uuid4()
-    hashes = np.array([7, 3, 7, 9], dtype=np.uint32)
+    top = 2**32 - 1  # hashes are uint32 whatever HASH_BITS is: above int32 they travel as int64
+    hashes = np.array([7, 3, 7, top], dtype=np.uint32)
     times = np.array([40, 10, 12, 11], dtype=np.uint32)
     future = go(index.add, song_id, hashes, times)
 
@@ -68,80 +78,172 @@ def test_adding_creates_the_indexes_inserts_one_document_per_hash_then_drops_old
     assert [dict(i["key"]) for i in request["indexes"]] == [{"s": 1, "g": 1}]
     request.ok()
 
+    # Counts go up before the postings arrive, so no stored posting is ever missing from its count.
+    request = server.receives()
+    assert command(request) == "update" and request["update"] == COUNTS
+    assert updates(request) == [
+        {"q": {"_id": 3}, "u": {"$inc": {"n": 1}}, "upsert": True, "multi": False},
+        {"q": {"_id": 7}, "u": {"$inc": {"n": 2}}, "upsert": True, "multi": False},
+        {"q": {"_id": top}, "u": {"$inc": {"n": 1}}, "upsert": True, "multi": False},
+    ]
+    updated(request, 3)
+
     request = server.receives()
     assert command(request) == "insert" and request["insert"] == COLLECTION
     documents = [dict(d) for d in request["documents"]]
     for document in documents:
         del document["_id"]  # pymongo's ObjectId
     generation = documents[0]["g"]
+    assert isinstance(generation, int)
     song = Binary.from_uuid(song_id)
     assert documents == [
         {"h": 3, "s": song, "g": generation, "t": [10]},
         {"h": 7, "s": song, "g": generation, "t": [12, 40]},
-        {"h": 9, "s": song, "g": generation, "t": [11]},
+        {"h": top, "s": song, "g": generation, "t": [11]},
     ]
     request.ok(n=3)
 
     request = server.receives()
-    assert command(request) == "update" and request["update"] == f"{COLLECTION}_songs"
+    assert command(request) == "update" and request["update"] == SONGS
     (update,) = request["updates"]
     assert update["q"] == {"_id": song} and update["upsert"] is True
     assert dict(update["u"]) == {"_id": song, "n": 4, "g": generation, "a": ALGORITHM}
     request.ok(n=1)
 
+    # A new song has no older generation: nothing to delete, no count to lower.
     request = server.receives()
-    assert command(request) == "delete" and request["delete"] == COLLECTION
-    assert [dict(d) for d in request["deletes"]] == [{"q": {"s": song, "g": {"$ne": generation}}, "limit": 0}]
-    request.ok(n=0)
+    assert command(request) == "aggregate" and request["aggregate"] == COLLECTION
+    assert request["pipeline"] == [
+        {"$match": {"s": song, "g": {"$ne": generation}}},
+        {"$project": {"h": 1, "n": {"$size": "$t"}}},
+    ]
+    cursor(request, [])
     future()
 
-    # The indexes are made once per process: the next song goes straight to the inserts.
+    # The indexes are made once per process: the next song goes straight to its counts and inserts.
     future = go(index.add, uuid.uuid4(), hashes[:1], times[:1])
+    request = server.receives()
+    assert command(request) == "update" and request["update"] == COUNTS
+    updated(request, 1)
     request = server.receives()
     assert command(request) == "insert"
     request.ok(n=1)
     server.receives().ok(n=1)
-    server.receives().ok(n=0)
+    cursor(server.receives(), [])
     future()
 
 
-def test_removing_deletes_the_song_and_its_hash_documents(server: MockupDB) -> None:
+def test_replacing_deletes_the_older_generation_by_id_then_lowers_its_counts(server: MockupDB) -> None:
     index = get_fingerprint_index()
     song_id = uuid.uuid4()
+    future = go(index.add, song_id, np.array([7, 8], dtype=np.uint32), np.array([1, 2], dtype=np.uint32))
+    for _ in range(2):
+        server.receives().ok()  # createIndexes
+    request = server.receives()
+    assert request["update"] == COUNTS
+    assert [u["q"]["_id"] for u in request["updates"]] == [7, 8]
+    updated(request, 2)
+    server.receives().ok(n=2)  # insert
+    server.receives().ok(n=1)  # the song document
+
+    request = server.receives()
+    assert command(request) == "aggregate" and request["aggregate"] == COLLECTION
+    old = [{"_id": f"old-{h}", "h": h, "n": n} for h, n in ((7, 3), (9, 1))]
+    cursor(request, old)
+    request = server.receives()
+    assert command(request) == "delete" and request["delete"] == COLLECTION
+    assert [dict(d) for d in request["deletes"]] == [{"q": {"_id": {"$in": ["old-7", "old-9"]}}, "limit": 0}]
+    request.ok(n=2)
+    request = server.receives()
+    assert command(request) == "update" and request["update"] == COUNTS
+    assert updates(request) == [
+        {"q": {"_id": 7}, "u": {"$inc": {"n": -3}}, "upsert": False, "multi": False},
+        {"q": {"_id": 9}, "u": {"$inc": {"n": -1}}, "upsert": False, "multi": False},
+    ]
+    updated(request, 2)
+    request = server.receives()
+    assert command(request) == "delete" and request["delete"] == COUNTS
+    assert [dict(d) for d in request["deletes"]] == [{"q": {"_id": {"$in": [7, 9]}, "n": {"$lte": 0}}, "limit": 0}]
+    request.ok(n=1)
+    future()
+
+
+def test_removing_deletes_the_song_and_its_hash_documents_then_lowers_their_counts(server: MockupDB) -> None:
+    index = get_fingerprint_index()
+    song_id = uuid.uuid4()
+    song = Binary.from_uuid(song_id)
     future = go(remove_song_fingerprints, song_id, index=index)
     for _ in range(2):
         server.receives().ok()  # createIndexes
 
     request = server.receives()
-    assert command(request) == "delete" and request["delete"] == f"{COLLECTION}_songs"
-    assert [dict(d) for d in request["deletes"]] == [{"q": {"_id": Binary.from_uuid(song_id)}, "limit": 1}]
+    assert command(request) == "delete" and request["delete"] == SONGS
+    assert [dict(d) for d in request["deletes"]] == [{"q": {"_id": song}, "limit": 1}]
     request.ok(n=1)
     request = server.receives()
+    assert command(request) == "aggregate" and request["aggregate"] == COLLECTION
+    assert request["pipeline"][0] == {"$match": {"s": song}}
+    cursor(request, [{"_id": 1, "h": 5, "n": 2}, {"_id": 2, "h": 6, "n": 1}])
+    request = server.receives()
     assert command(request) == "delete" and request["delete"] == COLLECTION
-    assert [dict(d) for d in request["deletes"]] == [{"q": {"s": Binary.from_uuid(song_id)}, "limit": 0}]
-    request.ok(n=7)
+    assert [dict(d) for d in request["deletes"]] == [{"q": {"_id": {"$in": [1, 2]}}, "limit": 0}]
+    request.ok(n=2)
+    request = server.receives()
+    assert command(request) == "update" and request["update"] == COUNTS
+    assert [(u["q"]["_id"], dict(u["u"])) for u in request["updates"]] == [
+        (5, {"$inc": {"n": -2}}),
+        (6, {"$inc": {"n": -1}}),
+    ]
+    updated(request, 2)
+    request = server.receives()
+    assert command(request) == "delete" and request["delete"] == COUNTS
+    request.ok(n=2)
     future()
 
 
-def test_lookup_finds_hashes_with_in_and_pairs_each_entry_with_the_query_positions(server: MockupDB) -> None:
+def test_removing_a_song_without_fingerprints_touches_no_counts(server: MockupDB) -> None:
+    index = get_fingerprint_index()
+    future = go(index.remove, uuid.uuid4())
+    for _ in range(2):
+        server.receives().ok()  # createIndexes
+    server.receives().ok(n=0)  # the song document
+    request = server.receives()
+    assert command(request) == "aggregate"
+    cursor(request, [])
+    future()
+
+
+def lookup_pipeline(wanted: list[int], limit: int) -> list[dict[str, Any]]:
+    return [
+        {"$match": {"_id": {"$in": wanted}, "n": {"$lte": limit}}},
+        {"$lookup": {"from": COLLECTION, "localField": "_id", "foreignField": "h", "as": "p"}},
+        {"$unwind": "$p"},
+        {"$project": {"_id": 0, "h": "$_id", "s": "$p.s", "t": "$p.t"}},
+    ]
+
+
+def test_lookup_joins_postings_only_to_hashes_within_the_stop_limit_and_pairs_each_entry_with_the_query_positions(
+    server: MockupDB,
+) -> None:
     index = get_fingerprint_index()
     a, b = uuid.uuid4(), uuid.uuid4()
     query = np.array([9, 5, 9, 2], dtype=np.uint32)
     future = go(index.lookup, query)
 
     request = server.receives()
-    assert command(request) == "aggregate" and request["aggregate"] == f"{COLLECTION}_songs"
-    cursor(request, [{"_id": None, "n": 1000}], f"{COLLECTION}_songs")
+    assert command(request) == "aggregate" and request["aggregate"] == SONGS
+    cursor(request, [{"_id": None, "n": 1000}], SONGS)
+    # The counts are matched first, on the server: postings of a common hash are never read, let alone sent.
     request = server.receives()
-    assert command(request) == "find" and request["find"] == COLLECTION
-    assert request["filter"] == {"h": {"$in": [2, 5, 9]}}
-    assert request["projection"] == {"_id": 0, "h": 1, "s": 1, "t": 1}
+    assert command(request) == "aggregate" and request["aggregate"] == COUNTS
+    assert request["pipeline"] == lookup_pipeline([2, 5, 9], stop_limit(1000))
     cursor(
         request,
         [
             {"h": 9, "s": Binary.from_uuid(a), "t": [100, 200]},
             {"h": 5, "s": Binary.from_uuid(b), "t": [7]},
         ],
+        COUNTS,
     )
     hits = future()
 
@@ -150,6 +252,47 @@ def test_lookup_finds_hashes_with_in_and_pairs_each_entry_with_the_query_positio
         for s, t, p in zip(hits.songs, hits.ref_times, hits.query_positions, strict=True)
     }
     assert found == {(a, 100, 0), (a, 100, 2), (a, 200, 0), (a, 200, 2), (b, 7, 1)}
+
+
+def test_the_stop_limit_sent_grows_with_the_landmarks_stored(server: MockupDB) -> None:
+    index = get_fingerprint_index()
+    stored = 2**HASH_BITS * 100  # an average of 100 landmarks per hash: the limit is above its floor
+    future = go(index.lookup, np.array([4], dtype=np.uint32))
+    cursor(server.receives(), [{"_id": None, "n": stored}], SONGS)
+    request = server.receives()
+    assert request["pipeline"][0] == {"$match": {"_id": {"$in": [4]}, "n": {"$lte": stop_limit(stored)}}}
+    assert stop_limit(stored) > stop_limit(0)
+    cursor(request, [], COUNTS)
+    assert len(future()) == 0
+
+
+def test_lookup_sends_the_query_hashes_in_batches(server: MockupDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fingerprints.index.mongo._LOOKUP_BATCH", 2)
+    index = get_fingerprint_index()
+    future = go(index.lookup, np.array([5, 1, 3], dtype=np.uint32))
+    cursor(server.receives(), [{"_id": None, "n": 10}], SONGS)
+    sent = []
+    for _ in range(2):
+        request = server.receives()
+        sent.append(request["pipeline"][0]["$match"]["_id"]["$in"])
+        cursor(request, [{"h": sent[-1][0], "s": Binary.from_uuid(uuid.uuid4()), "t": [0]}], COUNTS)
+    assert sent == [[1, 3], [5]]
+    assert len(future()) == 2
+
+
+def test_stats_count_the_postings_and_the_counts(server: MockupDB) -> None:
+    index = get_fingerprint_index()
+    future = go(index.stats)
+    request = server.receives()
+    assert command(request) == "aggregate" and request["aggregate"] == SONGS  # count_documents
+    cursor(request, [{"_id": 1, "n": 3}], SONGS)
+    cursor(server.receives(), [{"_id": None, "n": 30}], SONGS)
+    for name, size in ((COLLECTION, 1000), (COUNTS, 100)):
+        request = server.receives()
+        assert command(request) == "collStats" and request["collStats"] == name
+        request.ok(size=size, totalIndexSize=size // 2)
+    stats = future()
+    assert (stats.songs, stats.hashes, stats.bytes) == (3, 30, 1650)
 
 
 def test_a_dead_server_makes_the_index_unavailable(settings: Any) -> None:
