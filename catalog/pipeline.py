@@ -18,15 +18,15 @@ import mutagen
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
+from catalog import lifecycle
 from catalog.models import Song, SongStatus, SongTag
 from catalog.storage import StorageError, get_storage
 from embeddings.audio import BackgroundDecode, DecodedAudio, decode_in_background
 from embeddings.base import Analysis, EmbeddingError, FloatArray, ModelUnavailable, Tag
 from embeddings.index import IndexUnavailable, VectorIndexError, get_vector_index
-from embeddings.registry import get_embedding_model
-from fingerprints.services import add_song_fingerprints
+from embeddings.registry import get_embedding_model, model_dim
+from fingerprints.services import add_song_fingerprints, remove_song_fingerprints
 
 logger = logging.getLogger(__name__)
 
@@ -53,24 +53,70 @@ class Timings:
 
 
 def ingest(song_id: UUID) -> None:
-    """Turn an uploaded song into a searchable one; idempotent, so a redelivered task is harmless."""
+    """Turn an uploaded song into a searchable one; idempotent, so a redelivered task is harmless.
+
+    The song may be deleted (or finished by a redelivered twin) at any moment: each step checks it is still
+    `processing`, and marking it ready is a guarded transition. A run that loses stops quietly, removing what it
+    stored when the song is going away.
+    """
     song = _start(song_id)
     if song is None:
         return
     timings = Timings()
+    stored = Stored()
     try:
         with tempfile.TemporaryDirectory(prefix="resonance-ingest-") as workdir:
             path = fetch(song, Path(workdir), timings)
+            _still(song, SongStatus.PROCESSING)
             probed = probe(path, timings)
             with decode_audio(path) as decoding:
                 audio, model_name, analysis = embed(decoding, timings)
+            _still(song, SongStatus.PROCESSING)
+            stored.vector_model = model_name
             index(song, model_name, analysis.vector, timings)
-            fingerprint(song, audio, timings)
-            tag(song, probed, audio, model_name, analysis.tags, timings)
+            _still(song, SongStatus.PROCESSING)
+            stored.fingerprints = True
+            landmarks = fingerprint(song, audio, timings)
+            _still(song, SongStatus.PROCESSING)
+            tag(song, probed, audio, model_name, analysis.tags, timings, landmarks=landmarks)
     except Exception as exc:
+        if isinstance(exc, Superseded) or lifecycle.status_of(song) != SongStatus.PROCESSING:
+            _give_way(song, stored, timings)
+            return
         _log_ingest(song, timings, outcome="error", error=f"{type(exc).__name__}: {exc}")
         raise
     _log_ingest(song, timings, outcome="ready", audio_seconds=round(audio.seconds, 2))
+
+
+class Superseded(Exception):
+    """The song left the state this run started from (deleted, expired, finished by a twin): stop here."""
+
+
+@dataclass
+class Stored:
+    """What a run has written to the indexes so far, so that a run that loses the song can take it back."""
+
+    vector_model: str | None = None
+    fingerprints: bool = False
+
+
+def _still(song: Song, status: str) -> None:
+    if lifecycle.status_of(song) != status:
+        raise Superseded(f"song {song.pk} is no longer {status}")
+
+
+def _give_way(song: Song, stored: Stored, timings: Timings) -> None:
+    """Another actor owns the song now; take back what this run stored if the song is going away."""
+    status = lifecycle.status_of(song)
+    if lifecycle.is_going(song):
+        try:
+            if stored.vector_model is not None:
+                get_vector_index(stored.vector_model, model_dim(stored.vector_model)).delete(song.pk)
+            if stored.fingerprints:
+                remove_song_fingerprints(song.pk)
+        except Exception as exc:  # whatever is left is an orphan that check_consistency --fix removes
+            logger.warning("could not take back what the ingest of deleted song %s stored: %s", song.pk, exc)
+    _log_ingest(song, timings, outcome="superseded", status=status or "gone")
 
 
 def _log_ingest(song: Song, timings: Timings, **fields: object) -> None:
@@ -96,37 +142,58 @@ def _log_ingest(song: Song, timings: Timings, **fields: object) -> None:
     )
 
 
-def reembed(song: Song, model_name: str) -> None:
-    """Embed a ready song with another model; until this returns the song keeps its current vector."""
+def reembed(song: Song, model_name: str) -> bool:
+    """Embed a ready song with another model; until this returns the song keeps its current vector.
+
+    False when the song is not ready (or stops being ready meanwhile): it is then left as it is.
+    """
+    if lifecycle.status_of(song) != SongStatus.READY:
+        return False
     timings = Timings()
-    with tempfile.TemporaryDirectory(prefix="resonance-reembed-") as workdir:
-        path = fetch(song, Path(workdir), timings)
-        probed = probe(path, timings)
-        with decode_audio(path) as decoding:
-            audio, name, analysis = embed(decoding, timings, model_name=model_name)
-        # The new vector goes in first, so an interruption leaves the song on its old, still indexed model.
-        index(song, name, analysis.vector, timings)
-        tag(song, probed, audio, name, analysis.tags, timings)
+    stored = Stored()
+    try:
+        with tempfile.TemporaryDirectory(prefix="resonance-reembed-") as workdir:
+            path = fetch(song, Path(workdir), timings)
+            probed = probe(path, timings)
+            with decode_audio(path) as decoding:
+                audio, name, analysis = embed(decoding, timings, model_name=model_name)
+            _still(song, SongStatus.READY)
+            # The new vector goes in first, so an interruption leaves the song on its old, still indexed model.
+            stored.vector_model = name
+            index(song, name, analysis.vector, timings)
+            # Fingerprints do not depend on the model, so they stay; so does the note that there are none.
+            unprintable = NO_LANDMARKS_NOTE in song.ingest_note
+            tag(
+                song,
+                probed,
+                audio,
+                name,
+                analysis.tags,
+                timings,
+                landmarks=0 if unprintable else None,
+                from_=SongStatus.READY,
+            )
+    except Exception as exc:
+        if isinstance(exc, Superseded) or lifecycle.status_of(song) != SongStatus.READY:
+            _give_way(song, stored, timings)
+            return False
+        raise
     logger.info("re-embedded song %s with %s in %s", song.pk, name, timings.steps)
+    return True
 
 
 def _start(song_id: UUID) -> Song | None:
-    with transaction.atomic():
-        song = Song.objects.select_for_update().filter(pk=song_id).first()
-        if song is None:
-            logger.info("song %s was deleted before its ingest ran", song_id)
-            return None
-        if song.status not in {SongStatus.UPLOADED, SongStatus.PROCESSING}:
-            logger.info("song %s is %s; nothing to ingest", song_id, song.status)
-            return None
-        Song.objects.filter(pk=song_id).update(
-            status=SongStatus.PROCESSING,
-            ingest_attempts=F("ingest_attempts") + 1,
-            failure_reason="",
-            updated_at=timezone.now(),
-        )
-    song.refresh_from_db()
-    return song
+    started = lifecycle.transition(
+        song_id,
+        from_={SongStatus.UPLOADED, SongStatus.PROCESSING},
+        to=SongStatus.PROCESSING,
+        ingest_attempts=F("ingest_attempts") + 1,
+        failure_reason="",
+    )
+    if not started:
+        logger.info("song %s is %s; nothing to ingest", song_id, lifecycle.status_of(song_id) or "deleted")
+        return None
+    return Song.objects.filter(pk=song_id).first()
 
 
 def fetch(song: Song, workdir: Path, timings: Timings) -> Path:
@@ -218,30 +285,51 @@ def index(song: Song, model_name: str, vector: FloatArray, timings: Timings) -> 
     timings.record("index", started)
 
 
-def fingerprint(song: Song, audio: DecodedAudio, timings: Timings) -> None:
+# Noted on a song whose audio has no landmarks, so that check_consistency does not look for its fingerprints.
+NO_LANDMARKS_NOTE = "Too quiet to fingerprint, so identify cannot name it."
+
+
+def fingerprint(song: Song, audio: DecodedAudio, timings: Timings) -> int:
     """Landmark fingerprints, so that a short noisy recording can be identified as this exact song."""
     started = time.perf_counter()
-    add_song_fingerprints(song.pk, audio.samples)
+    found = add_song_fingerprints(song.pk, audio.samples)
     timings.record("fingerprint", started)
+    return found
 
 
 def tag(
-    song: Song, probed: Probe, audio: DecodedAudio, model_name: str, sound_tags: list[Tag], timings: Timings
+    song: Song,
+    probed: Probe,
+    audio: DecodedAudio,
+    model_name: str,
+    sound_tags: list[Tag],
+    timings: Timings,
+    *,
+    landmarks: int | None = None,
+    from_: str = SongStatus.PROCESSING,
 ) -> None:
+    """Store the tags and mark the song ready, in one transaction; Superseded if the song left `from_`."""
     started = time.perf_counter()
-    note = ""
+    notes = []
     if audio.truncated:
         total = f" of {_clock(probed.duration_seconds)}" if probed.duration_seconds else ""
-        note = f"Only the first {_clock(audio.seconds)}{total} was analysed (MAX_AUDIO_SECONDS)."
+        notes.append(f"Only the first {_clock(audio.seconds)}{total} was analysed (MAX_AUDIO_SECONDS).")
+    if landmarks == 0:
+        notes.append(NO_LANDMARKS_NOTE)
+    note = " ".join(notes)
     with transaction.atomic():
         SongTag.objects.filter(song_id=song.pk).delete()
         SongTag.objects.bulk_create(SongTag(song_id=song.pk, label=t.label[:200], score=t.score) for t in sound_tags)
-        _mark_ready(song, probed, audio, model_name, note)
+        if not _mark_ready(song, probed, audio, model_name, note, from_=from_):
+            raise Superseded(f"song {song.pk} is no longer {from_}")  # rolls the tags back
     timings.record("tag", started)
 
 
-def _mark_ready(song: Song, probed: Probe, audio: DecodedAudio, model_name: str, note: str) -> None:
-    Song.objects.filter(pk=song.pk).update(
+def _mark_ready(song: Song, probed: Probe, audio: DecodedAudio, model_name: str, note: str, *, from_: str) -> bool:
+    return lifecycle.transition(
+        song,
+        from_=from_,
+        to=SongStatus.READY,
         sha256=probed.sha256,
         title=song.title or probed.title or Path(song.original_file_name).stem,
         artist=song.artist or probed.artist,
@@ -250,7 +338,6 @@ def _mark_ready(song: Song, probed: Probe, audio: DecodedAudio, model_name: str,
         embedding_model=model_name,
         ingest_note=note,
         failure_reason="",
-        status=SongStatus.READY,
     )
 
 

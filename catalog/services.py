@@ -18,9 +18,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from catalog import lifecycle
 from catalog.errors import InvalidState, InvalidUpload, QueueUnavailable, UploadMissing
 from catalog.models import Song, SongStatus
-from catalog.storage import UploadTicket, get_storage
+from catalog.storage import StorageError, StorageUnavailable, UploadTicket, get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -117,20 +118,25 @@ def import_file(path: Path, *, uploaded_by: User | None = None) -> Song | None:
         content_type=content_type,
         size=size,
         sha256=digest,
-        status=SongStatus.UPLOADED,
+        status=SongStatus.PENDING_UPLOAD,  # uploaded only once its object is stored, as with a browser upload
         uploaded_by=uploaded_by,
     )
     try:
         get_storage().put(song.object_key, path, content_type=content_type)
     except Exception:
-        song.delete()  # no row without its file
+        Song.objects.filter(pk=song.pk, status=SongStatus.PENDING_UPLOAD).delete()  # no row without its file
         raise
+    if not lifecycle.transition(song, from_=SongStatus.PENDING_UPLOAD, to=SongStatus.UPLOADED):
+        raise InvalidState(f"{path.name} was removed while it was being imported.")
     return song
 
 
 def confirm_upload(song: Song) -> Song:
-    """The browser says the file is in storage: check it is, and queue the ingest."""
-    if song.status in {SongStatus.UPLOADED, SongStatus.PROCESSING, SongStatus.READY}:
+    """The browser says the file is in storage: check it is, and queue the ingest.
+
+    Confirmation and expiry race for the same `pending_upload` song; the guarded transition lets only one win.
+    """
+    if song.status in CONFIRMED:
         return song  # a repeated confirmation must not queue a second ingest
     if song.status != SongStatus.PENDING_UPLOAD:
         raise InvalidState(f"This song is {song.status}; retry it instead of confirming the upload again.")
@@ -138,18 +144,26 @@ def confirm_upload(song: Song) -> Song:
     if stored is None:
         raise UploadMissing("The file has not arrived in storage yet; finish the upload, then confirm it.")
     if stored.size > max_upload_bytes() or stored.size != song.size:
-        get_storage().delete(song.object_key)
+        if lifecycle.status_of(song) == SongStatus.PENDING_UPLOAD:
+            get_storage().delete(song.object_key)
         raise InvalidUpload(
             f"The stored file is {stored.size} bytes, not the {song.size} bytes declared; upload it again."
         )
     with transaction.atomic():
-        updated = Song.objects.filter(pk=song.pk, status=SongStatus.PENDING_UPLOAD).update(
-            status=SongStatus.UPLOADED, failure_reason="", updated_at=timezone.now()
-        )
-        if updated:
+        if lifecycle.transition(song, from_=SongStatus.PENDING_UPLOAD, to=SongStatus.UPLOADED, failure_reason=""):
             _queue_ingest(song.pk)
-    song.refresh_from_db()
-    return song
+    return _current(song, lost="The upload expired before it was confirmed; upload the file again.")
+
+
+CONFIRMED = frozenset({SongStatus.UPLOADED, SongStatus.PROCESSING, SongStatus.READY})
+
+
+def _current(song: Song, *, lost: str) -> Song:
+    """The song as it is now, or InvalidState(`lost`) when it was deleted meanwhile."""
+    fresh = Song.objects.filter(pk=song.pk).exclude(status=SongStatus.DELETING).first()
+    if fresh is None:
+        raise InvalidState(lost)
+    return fresh
 
 
 def retry_ingest(song: Song) -> Song:
@@ -159,12 +173,9 @@ def retry_ingest(song: Song) -> Song:
     if get_storage().stat(song.object_key) is None:
         raise UploadMissing("The file is no longer in storage; upload it again.")
     with transaction.atomic():
-        if Song.objects.filter(pk=song.pk, status=SongStatus.FAILED).update(
-            status=SongStatus.UPLOADED, updated_at=timezone.now()
-        ):
+        if lifecycle.transition(song, from_=SongStatus.FAILED, to=SongStatus.UPLOADED):
             _queue_ingest(song.pk)
-    song.refresh_from_db()
-    return song
+    return _current(song, lost="The song was deleted.")
 
 
 def reembed_song(song: Song) -> Song:
@@ -172,12 +183,9 @@ def reembed_song(song: Song) -> Song:
     if song.status not in {SongStatus.READY, SongStatus.FAILED}:
         raise InvalidState(f"Only ready or failed songs can be re-embedded; this one is {song.status}.")
     with transaction.atomic():
-        if Song.objects.filter(pk=song.pk, status=song.status).update(
-            status=SongStatus.UPLOADED, updated_at=timezone.now()
-        ):
+        if lifecycle.transition(song, from_=song.status, to=SongStatus.UPLOADED):
             _queue_ingest(song.pk)
-    song.refresh_from_db()
-    return song
+    return _current(song, lost="The song was deleted.")
 
 
 def update_song_details(song: Song, *, title: str, artist: str, album: str) -> Song:
@@ -225,63 +233,109 @@ def stalled_ingests(*, older_than: timedelta) -> list[UUID]:
 
 
 def requeue_stalled_ingests(*, older_than: timedelta) -> int:
-    """Queue again every ingest that was lost (queue down at confirmation, broker data lost); safe to repeat."""
-    requeued = 0
+    """Queue again every ingest that was lost (queue down at confirmation, broker data lost); safe to repeat.
+
+    Uploads whose confirmation never got through (storage was down when it came) are confirmed here once their
+    object is in storage with the declared size.
+    """
+    requeued = _confirm_arrived_uploads(older_than=older_than)
     for song_id in stalled_ingests(older_than=older_than):
         try:
             _send_ingest(song_id)
         except QueueUnavailable:
             break  # still down: the songs stay stalled, so the next run tries again
         # Stamped only once sent, so a song is never left stalled-looking-fresh with no task.
-        Song.objects.filter(pk=song_id).update(updated_at=timezone.now())
+        Song.objects.filter(pk=song_id, status__in=STALLABLE).update(updated_at=timezone.now())
         requeued += 1
     if requeued:
         logger.info("queued %d stalled ingests again", requeued)
     return requeued
 
 
-def expire_stale_uploads(*, older_than: timedelta) -> int:
-    """Remove songs whose upload was never finished or never confirmed, with any object they left."""
+STALLABLE = frozenset({SongStatus.UPLOADED, SongStatus.PROCESSING})
+
+
+def _confirm_arrived_uploads(*, older_than: timedelta) -> int:
     cutoff = timezone.now() - older_than
-    stale = Song.objects.filter(status=SongStatus.PENDING_UPLOAD, created_at__lt=cutoff)
+    storage = get_storage()
+    confirmed = 0
+    for song in Song.objects.filter(status=SongStatus.PENDING_UPLOAD, created_at__lt=cutoff):
+        try:
+            stored = storage.stat(song.object_key)
+        except (StorageUnavailable, StorageError) as exc:
+            logger.warning("storage cannot tell whether unconfirmed uploads arrived: %s", exc)
+            break
+        if stored is None or stored.size != song.size:
+            continue  # not there, or still arriving: expiry removes it in time
+        try:
+            with transaction.atomic():
+                if lifecycle.transition(song, from_=SongStatus.PENDING_UPLOAD, to=SongStatus.UPLOADED):
+                    _queue_ingest(song.pk)
+                    confirmed += 1
+        except QueueUnavailable:
+            break  # the song is `uploaded` now, so the stalled-ingest pass queues it once the queue is back
+    return confirmed
+
+
+def expire_stale_uploads(*, older_than: timedelta) -> int:
+    """Remove songs whose upload was never finished or never confirmed, with any object they left.
+
+    Each song is first moved to `deleting` by a guarded transition, so a confirmation arriving meanwhile either
+    wins (the song stays) or is refused (the song goes); never both.
+    """
+    cutoff = timezone.now() - older_than
     removed = 0
-    for song in stale:
+    for song in list(Song.objects.filter(status=SongStatus.PENDING_UPLOAD, created_at__lt=cutoff)):
+        if not lifecycle.transition(song, from_=SongStatus.PENDING_UPLOAD, to=SongStatus.DELETING):
+            continue  # confirmed (or deleted) since the list was read
         get_storage().delete(song.object_key)  # an upload that arrived but was never confirmed
-        song.delete()
+        Song.objects.filter(pk=song.pk, status=SongStatus.DELETING).delete()
         removed += 1
     if removed:
         logger.info("expired %d unfinished uploads older than %s", removed, older_than)
     return removed
 
 
-def mark_file_missing(song_id: UUID) -> None:
-    """A song whose stored file vanished cannot be played or re-embedded; say so, whatever its state."""
-    Song.objects.filter(pk=song_id).exclude(status=SongStatus.DELETING).update(
-        status=SongStatus.FAILED, failure_reason="The file is missing from storage; upload it again."
+def mark_file_missing(song_id: UUID) -> bool:
+    """A song whose stored file vanished cannot be played or re-embedded; say so unless it is already failed."""
+    return lifecycle.transition(
+        song_id,
+        from_=lifecycle.HAS_FILE,
+        to=SongStatus.FAILED,
+        failure_reason="The file is missing from storage; upload it again.",
     )
 
 
-def mark_failed(song_id: UUID, reason: str) -> None:
-    Song.objects.filter(pk=song_id).exclude(status=SongStatus.READY).update(
-        status=SongStatus.FAILED, failure_reason=reason[:2000]
+def mark_failed(song_id: UUID, reason: str) -> bool:
+    """An ingest gave up; refused (False) when the song was finished, deleted or retried meanwhile."""
+    failed = lifecycle.transition(
+        song_id,
+        from_={SongStatus.UPLOADED, SongStatus.PROCESSING},
+        to=SongStatus.FAILED,
+        failure_reason=reason[:2000],
     )
-    logger.warning("ingest of song %s failed: %s", song_id, reason)
+    if failed:
+        logger.warning("ingest of song %s failed: %s", song_id, reason)
+    return failed
 
 
 def delete_song(song: Song) -> None:
-    """Remove a song everywhere: vectors, then the stored file, then the row.
+    """Remove a song everywhere: vectors and fingerprints, then the stored file, then the row.
 
-    The song is first marked `deleting` (hidden from lists and search); if a step fails it stays so, and
-    calling this again (or `check_consistency --fix`) finishes the job. Nothing is left orphaned.
+    The song is first marked `deleting` (hidden from lists and search) whatever it is doing: deleting waits for
+    nothing and always wins. An ingest still running finds its own transition refused and takes back what it
+    stored. If a step here fails the song stays `deleting`, and calling this again (or `check_consistency --fix`)
+    finishes the job. Nothing is left orphaned.
     """
     from embeddings.index import get_vector_index
     from embeddings.registry import available_models, model_dim
     from fingerprints.services import remove_song_fingerprints
 
-    Song.objects.filter(pk=song.pk).update(status=SongStatus.DELETING)
+    if not lifecycle.transition(song, from_=lifecycle.ANY, to=SongStatus.DELETING):
+        return  # already gone
     for model in available_models():
         get_vector_index(model, model_dim(model)).delete(song.pk)
     remove_song_fingerprints(song.pk)
     get_storage().delete(song.object_key)
-    song.delete()
+    song.delete()  # `deleting` is terminal, so nothing can have revived the row
     logger.info("deleted song %s (%s)", song.pk, song.object_key)

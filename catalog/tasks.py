@@ -9,14 +9,9 @@ from uuid import UUID
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import OperationalError
 
 from catalog import pipeline, services
-from catalog.storage import StorageUnavailable
-from embeddings.index import IndexUnavailable
-from fingerprints.index import FingerprintIndexUnavailable
-
-TRANSIENT_ERRORS = (StorageUnavailable, IndexUnavailable, FingerprintIndexUnavailable, OperationalError)
+from catalog.transient import TRANSIENT_ERRORS
 
 
 class IngestTask(Task):
