@@ -307,32 +307,75 @@ def test_a_dead_server_makes_the_index_unavailable(settings: Any) -> None:
         close_clients()
 
 
-@live_mongodb
-def test_live_add_identify_replace_remove(settings: Any) -> None:
+@pytest.fixture
+def live_index(settings: Any) -> Iterator[MongoFingerprintIndex]:
     settings.VECTOR_BACKEND, settings.MONGODB_URI = "atlas", LIVE_URI
     settings.FINGERPRINT_COLLECTION = f"live_fingerprints_{uuid.uuid4().hex[:8]}"
     index = get_fingerprint_index()
     assert isinstance(index, MongoFingerprintIndex)
     try:
-        ids = {seed: uuid.uuid4() for seed in (11, 12, 13)}
-        for seed, song_id in ids.items():
-            assert add_song_fingerprints(song_id, song(seed)) > 0
-        stats = index.stats()
-        assert stats.songs == 3 and stats.hashes == sum(len(landmarks(song(s))) for s in ids)
-
-        match = identify(excerpt(song(12), 7.5, 5.0))
-        assert match is not None and match.song_id == ids[12]
-        assert match.offset_seconds == pytest.approx(7.5, abs=0.1)
-
-        add_song_fingerprints(ids[12], song(12))  # replaced, not doubled
-        assert index.stats().hashes == stats.hashes
-
-        remove_song_fingerprints(ids[12])
-        match = identify(excerpt(song(12), 7.5, 5.0))
-        assert match is None or match.song_id != ids[12]
-        assert index.stats().songs == 2
+        yield index
     finally:
         database = index._db()
-        database.drop_collection(index.collection)
-        database.drop_collection(f"{index.collection}_songs")
+        for suffix in ("", "_hashes", "_songs"):
+            database.drop_collection(f"{index.collection}{suffix}")
         close_clients()
+
+
+def stored_counts(index: MongoFingerprintIndex) -> tuple[dict[int, int], dict[int, int]]:
+    """The counts collection, and the counts the postings say it should hold."""
+    kept = {int(d["_id"]): int(d["n"]) for d in index._counts().find({})}
+    pipeline = [{"$group": {"_id": "$h", "n": {"$sum": {"$size": "$t"}}}}]
+    truth = {int(d["_id"]): int(d["n"]) for d in index._hashes().aggregate(pipeline)}
+    return kept, truth
+
+
+@live_mongodb
+def test_live_add_identify_replace_remove(live_index: MongoFingerprintIndex) -> None:
+    index = live_index
+    ids = {seed: uuid.uuid4() for seed in (11, 12, 13)}
+    for seed, song_id in ids.items():
+        assert add_song_fingerprints(song_id, song(seed)) > 0
+    stats = index.stats()
+    assert stats.songs == 3 and stats.hashes == sum(len(landmarks(song(s))) for s in ids)
+    kept, truth = stored_counts(index)
+    assert kept == truth and sum(kept.values()) == stats.hashes
+
+    match = identify(excerpt(song(12), 7.5, 5.0))
+    assert match is not None and match.song_id == ids[12]
+    assert match.offset_seconds == pytest.approx(7.5, abs=0.1)
+
+    add_song_fingerprints(ids[12], song(12))  # replaced, not doubled
+    assert index.stats().hashes == stats.hashes
+    assert stored_counts(index) == (kept, truth)
+
+    remove_song_fingerprints(ids[12])
+    match = identify(excerpt(song(12), 7.5, 5.0))
+    assert match is None or match.song_id != ids[12]
+    assert index.stats().songs == 2
+    kept, truth = stored_counts(index)
+    assert kept == truth and sum(kept.values()) == index.stats().hashes
+    assert sorted(index.song_ids()) == sorted([ids[11], ids[13]])
+
+
+@live_mongodb
+def test_live_lookup_skips_hashes_above_the_stop_limit_on_the_server(live_index: MongoFingerprintIndex) -> None:
+    index = live_index
+    common, rare, top = 5, 6, 2**32 - 1
+    limit = stop_limit(0)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    # Song a holds the common hash at limit frames: in bounds until song b adds one more.
+    index.add(a, np.array([common] * limit + [rare, top], dtype=np.uint32), np.arange(limit + 2, dtype=np.uint32))
+    hits = index.lookup(np.array([common, rare, top], dtype=np.uint32))
+    assert len(hits) == limit + 2
+
+    index.add(b, np.array([common, rare], dtype=np.uint32), np.array([0, 1], dtype=np.uint32))
+    assert stop_limit(index._stored_landmarks()) == limit
+    hits = index.lookup(np.array([common, rare, top], dtype=np.uint32))
+    matched = {(hits.song_ids[s], int(p)) for s, p in zip(hits.songs, hits.query_positions, strict=True)}
+    assert matched == {(a, 1), (b, 1), (a, 2)}
+
+    index.remove(b)  # common again within the limit
+    assert len(index.lookup(np.array([common], dtype=np.uint32))) == limit
+    index.remove(a)
+    assert stored_counts(index) == ({}, {})
