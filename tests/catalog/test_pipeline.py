@@ -211,3 +211,124 @@ def test_a_panns_ingest_stores_a_512d_vector_and_named_sound_tags(upload, api, t
     assert len(tags) == settings.PANNS_TOP_TAGS
     assert all(tag["label"] in names for tag in tags)
     assert [t["score"] for t in tags] == sorted((t["score"] for t in tags), reverse=True)
+
+
+# --- Races: a competing action runs at an exact point of the ingest (the step is wrapped, nothing sleeps) ---
+
+STEPS = ["fetch", "decode_audio", "embed", "index", "fingerprint", "tag"]
+
+
+def _imported_song(tmp_path: Path) -> Song:
+    from catalog import services
+
+    song = services.import_file(audio.write(tmp_path / "raced.mp3", audio.chord([220, 277, 330], 3.0)))
+    assert song is not None
+    return song
+
+
+def _around(monkeypatch, step: str, when: str, action) -> list[str]:
+    """Run `action` once, just before or just after the pipeline's `step`; returns the log of what ran."""
+    from catalog import pipeline
+
+    real = getattr(pipeline, step)
+    ran: list[str] = []
+
+    def wrapped(*args, **kwargs):
+        if when == "before" and not ran:
+            ran.append(step)
+            action()
+        result = real(*args, **kwargs)
+        if when == "after" and not ran:
+            ran.append(step)
+            action()
+        return result
+
+    monkeypatch.setattr(pipeline, step, wrapped)
+    return ran
+
+
+def _traces(song: Song, settings) -> dict[str, object]:
+    from fingerprints.index import get_fingerprint_index
+
+    return {
+        "row": Song.objects.filter(pk=song.pk).exists(),
+        "vectors": get_vector_index("features", 222).song_ids().count(song.pk),
+        "fingerprints": get_fingerprint_index().song_ids().count(song.pk),
+        "object": (settings.LOCAL_STORAGE_ROOT / song.object_key).exists(),
+    }
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("step", STEPS)
+def test_a_delete_arriving_at_any_ingest_step_leaves_nothing_and_the_ingest_ends_quietly(
+    tmp_path: Path, settings, monkeypatch, step, when
+) -> None:
+    from catalog import pipeline, services
+
+    song = _imported_song(tmp_path)
+    ran = _around(monkeypatch, step, when, lambda: services.delete_song(Song.objects.get(pk=song.pk)))
+
+    pipeline.ingest(song.pk)  # no exception: losing the song to a delete is not an error
+
+    assert ran == [step]
+    assert _traces(song, settings) == {"row": False, "vectors": 0, "fingerprints": 0, "object": False}
+
+
+@pytest.mark.parametrize(
+    ("step", "when"), [("fetch", "after"), ("index", "after"), ("fingerprint", "after"), ("tag", "before")]
+)
+def test_a_redelivered_ingest_running_alongside_the_first_leaves_one_vector_and_one_fingerprint_set(
+    tmp_path: Path, settings, monkeypatch, step, when
+) -> None:
+    from catalog import pipeline
+
+    song = _imported_song(tmp_path)
+    _around(monkeypatch, step, when, lambda: pipeline.ingest(song.pk))
+
+    pipeline.ingest(song.pk)
+
+    assert _traces(song, settings) == {"row": True, "vectors": 1, "fingerprints": 1, "object": True}
+    song.refresh_from_db()
+    assert song.status == SongStatus.READY
+    assert song.ingest_attempts == 2
+    assert song.embedding_model == "features"
+
+
+def test_an_ingest_of_a_song_that_is_not_waiting_for_one_does_nothing(tmp_path: Path, monkeypatch) -> None:
+    from catalog import pipeline
+    from tests.factories import SongFactory
+
+    fetched = _around(monkeypatch, "fetch", "before", lambda: None)
+    for status in (SongStatus.PENDING_UPLOAD, SongStatus.READY, SongStatus.FAILED, SongStatus.DELETING):
+        pipeline.ingest(SongFactory.create(status=status).pk)
+
+    assert fetched == []
+
+
+def test_reembed_leaves_a_song_that_is_not_ready_alone(monkeypatch) -> None:
+    from catalog import pipeline
+    from tests.factories import SongFactory
+
+    fetched = _around(monkeypatch, "fetch", "before", lambda: None)
+    for status in (SongStatus.UPLOADED, SongStatus.PROCESSING, SongStatus.FAILED, SongStatus.DELETING):
+        song = SongFactory.create(status=status)
+        assert pipeline.reembed(song, "features") is False
+        assert Song.objects.get(pk=song.pk).status == status
+
+    assert fetched == []
+
+
+@pytest.mark.parametrize("step", ["index", "tag"])
+def test_a_reembed_whose_song_is_deleted_meanwhile_takes_back_its_new_vector(
+    tmp_path: Path, settings, monkeypatch, step
+) -> None:
+    from catalog import pipeline, services
+
+    song = _imported_song(tmp_path)
+    pipeline.ingest(song.pk)
+    song.refresh_from_db()
+    _around(monkeypatch, step, "before", lambda: services.delete_song(Song.objects.get(pk=song.pk)))
+
+    assert pipeline.reembed(song, "features") is False
+
+    assert _traces(song, settings) == {"row": False, "vectors": 0, "fingerprints": 0, "object": False}
