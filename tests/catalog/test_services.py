@@ -103,3 +103,58 @@ def test_check_consistency_reports_and_requeues_stalled_ingests(api, tmp_path: P
     assert "ingests queued but never started" in capsys.readouterr().out
     song.refresh_from_db()
     assert song.status == SongStatus.READY, song.failure_reason
+
+
+def test_a_confirmation_refused_while_storage_was_down_is_confirmed_once_the_object_is_seen(
+    api, tmp_path: Path, eager_celery, monkeypatch
+) -> None:
+    from catalog.storage import StorageUnavailable
+    from catalog.storage.local import LocalStorage
+
+    song = _stored_song(api, tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalStorage, "stat", lambda self, key: (_ for _ in ()).throw(StorageUnavailable("timed out")))
+        response = api.post(f"/api/songs/{song.pk}/uploaded/")
+    assert response.status_code == 503
+    assert Song.objects.get(pk=song.pk).status == SongStatus.PENDING_UPLOAD
+    assert services.requeue_stalled_ingests(older_than=timedelta(minutes=30)) == 0  # the browser may still confirm
+
+    Song.objects.filter(pk=song.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    assert services.requeue_stalled_ingests(older_than=timedelta(minutes=30)) == 1
+
+    song.refresh_from_db()
+    assert song.status == SongStatus.READY, song.failure_reason
+
+
+def test_an_unconfirmed_upload_still_arriving_is_left_for_the_browser(api, monkeypatch) -> None:
+    from catalog.storage import StoredObject
+    from catalog.storage.local import LocalStorage
+
+    created = api.post(
+        "/api/uploads/", {"file_name": "big.mp3", "content_type": "audio/mpeg", "size": 1000}, format="json"
+    ).json()
+    Song.objects.filter(pk=created["song_id"]).update(created_at=timezone.now() - timedelta(hours=1))
+    monkeypatch.setattr(LocalStorage, "stat", lambda self, key: StoredObject(size=400, content_type="audio/mpeg"))
+
+    assert services.requeue_stalled_ingests(older_than=timedelta(minutes=30)) == 0
+
+    assert Song.objects.get(pk=created["song_id"]).status == SongStatus.PENDING_UPLOAD
+
+
+def test_a_permanent_storage_error_at_confirmation_answers_503_with_the_reason(
+    api, tmp_path: Path, monkeypatch
+) -> None:
+    from catalog.storage import StorageError
+    from catalog.storage.local import LocalStorage
+
+    song = _stored_song(api, tmp_path)
+    monkeypatch.setattr(
+        LocalStorage, "stat", lambda self, key: (_ for _ in ()).throw(StorageError("S3 refused: AccessDenied"))
+    )
+
+    response = api.post(f"/api/songs/{song.pk}/uploaded/")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "storage_error"
+    assert "AccessDenied" in response.json()["detail"]
+    assert Song.objects.get(pk=song.pk).status == SongStatus.PENDING_UPLOAD
