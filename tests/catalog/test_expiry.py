@@ -57,7 +57,7 @@ def test_an_expiry_arriving_while_a_confirmation_checks_storage_wins_and_the_con
         return found
 
     monkeypatch.setattr(LocalStorage, "stat", stat_then_expire)
-    queued = []
+    queued: list[object] = []
     monkeypatch.setattr(services, "_queue_ingest", queued.append)
 
     response = api.post(f"/api/songs/{song.pk}/uploaded/")
@@ -76,7 +76,7 @@ def test_a_confirmation_arriving_after_expiry_listed_the_song_wins_and_the_song_
 
     song = _sent_upload(api)
     real_transition = lifecycle.transition
-    queued = []
+    queued: list[object] = []
     monkeypatch.setattr(services, "_queue_ingest", queued.append)
 
     def confirm_first(target, *, from_, to, **fields):

@@ -10,7 +10,10 @@ from catalog import consistency
 
 
 class Command(BaseCommand):
-    help = "Report orphaned vectors and files, ready songs missing from the index, unfinished deletes and lost ingests."
+    help = (
+        "Report orphaned vectors, fingerprints and files, ready songs missing from the index or without fingerprints, "
+        "unfinished deletes and lost ingests."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--fix", action="store_true", help="repair what is found")
@@ -19,8 +22,10 @@ class Command(BaseCommand):
         report = consistency.inspect()
         lines = [
             ("vectors without a song", len(report.orphan_vectors)),
+            ("fingerprints without a song", len(report.orphan_fingerprints)),
             ("stored files without a song", len(report.orphan_objects)),
             ("ready songs missing from the index", len(report.missing_vectors)),
+            ("ready songs without fingerprints", len(report.missing_fingerprints)),
             ("songs whose file is missing", len(report.missing_files)),
             ("unfinished deletes", len(report.unfinished_deletes)),
             ("ingests queued but never started", len(report.stalled_ingests)),
