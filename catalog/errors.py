@@ -16,6 +16,11 @@ class InvalidClip(CatalogError):
     code = "invalid_clip"
 
 
+class PayloadTooLarge(CatalogError):
+    status_code = 413
+    code = "too_large"
+
+
 class UploadMissing(CatalogError):
     status_code = 409
     code = "upload_missing"

@@ -33,11 +33,26 @@ class IsStaff(BasePermission):
         return bool(request.user and request.user.is_staff)
 
 
-class OwnsSong(BasePermission):
-    """A song uploaded by a user can be confirmed or retried only by that user or staff."""
+ANONYMOUS_UPLOADS_KEY = "anonymous_uploads"
+ANONYMOUS_UPLOADS_KEPT = 200  # the newest uploads a visitor's session may still confirm or retry
 
-    message = "This upload belongs to another user."
+
+def remember_anonymous_upload(request: Request, song_id: str) -> None:
+    """A visitor without an account owns the uploads made in their session, and only those."""
+    kept = [*request.session.get(ANONYMOUS_UPLOADS_KEY, []), song_id][-ANONYMOUS_UPLOADS_KEPT:]
+    request.session[ANONYMOUS_UPLOADS_KEY] = kept
+
+
+class OwnsSong(BasePermission):
+    """A song can be confirmed or retried by its uploader (a user, or the session of a visitor) or by staff."""
+
+    message = "This upload belongs to someone else."
 
     def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
+        if request.user.is_staff:
+            return True
         owner_id = getattr(obj, "uploaded_by_id", None)
-        return owner_id is None or request.user.is_staff or owner_id == request.user.pk
+        if owner_id is not None:
+            return bool(owner_id == request.user.pk)
+        # No uploader: an import, or a visitor's upload, which only that visitor's session may touch.
+        return not request.user.is_authenticated and str(obj.pk) in request.session.get(ANONYMOUS_UPLOADS_KEY, [])

@@ -21,7 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from catalog import maps, selectors, services
-from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong
+from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong, remember_anonymous_upload
 from catalog.api.serializers import (
     CatalogMapSerializer,
     ErrorSerializer,
@@ -35,7 +35,7 @@ from catalog.api.serializers import (
     UploadRequestSerializer,
     UploadResponseSerializer,
 )
-from catalog.errors import InvalidClip
+from catalog.errors import InvalidClip, PayloadTooLarge
 from catalog.models import Song, SongStatus
 from embeddings.registry import active_model_name, model_dim
 
@@ -71,6 +71,8 @@ class UploadCreateApi(APIView):
         data.is_valid(raise_exception=True)
         uploader = request.user if request.user.is_authenticated else None
         song, ticket = services.create_upload(**data.validated_data, uploaded_by=uploader)
+        if uploader is None:
+            remember_anonymous_upload(request, str(song.id))
         return Response(
             {
                 "song_id": str(song.id),
@@ -222,6 +224,18 @@ def _neighbours_body(neighbours: list[selectors.Neighbour], missing: int) -> dic
     }
 
 
+# Room for the multipart boundaries and the other form fields around the clip.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def refuse_oversize_clip(request: Request) -> None:
+    """Refuse a clip larger than SIMILAR_CLIP_MAX_MB from its Content-Length, before any of the body is read."""
+    length = request.META.get("CONTENT_LENGTH") or ""
+    limit = settings.SIMILAR_CLIP_MAX_MB * 1024 * 1024
+    if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD_BYTES:
+        raise PayloadTooLarge(f"The clip is larger than {settings.SIMILAR_CLIP_MAX_MB} MB; send a shorter excerpt.")
+
+
 @contextmanager
 def saved_clip(clip: UploadedFile) -> Iterator[Path]:
     """A query clip as a temporary file (decoders want a path), refused when over SIMILAR_CLIP_MAX_MB."""
@@ -250,10 +264,17 @@ class SimilarToClipApi(APIView):
         request={"multipart/form-data": Params},
         responses={
             200: NeighboursResponseSerializer,
-            **errors(e400="Missing, too large or undecodable clip.", e403=FORBIDDEN, e429=THROTTLED, e503=UNAVAILABLE),
+            **errors(
+                e400="Missing or undecodable clip.",
+                e403=FORBIDDEN,
+                e413="Clip over SIMILAR_CLIP_MAX_MB.",
+                e429=THROTTLED,
+                e503=UNAVAILABLE,
+            ),
         },
     )
     def post(self, request: Request) -> Response:
+        refuse_oversize_clip(request)
         params = self.Params(data=request.data)
         params.is_valid(raise_exception=True)
         limit = params.validated_data["limit"]
@@ -315,10 +336,17 @@ class IdentifyApi(APIView):
         request={"multipart/form-data": SimilarToClipApi.Params},
         responses={
             200: IdentifyResponseSerializer,
-            **errors(e400="Missing, too large or undecodable clip.", e403=FORBIDDEN, e429=THROTTLED, e503=UNAVAILABLE),
+            **errors(
+                e400="Missing or undecodable clip.",
+                e403=FORBIDDEN,
+                e413="Clip over SIMILAR_CLIP_MAX_MB.",
+                e429=THROTTLED,
+                e503=UNAVAILABLE,
+            ),
         },
     )
     def post(self, request: Request) -> Response:
+        refuse_oversize_clip(request)
         params = SimilarToClipApi.Params(data=request.data)
         params.is_valid(raise_exception=True)
         with saved_clip(params.validated_data["clip"]) as path:

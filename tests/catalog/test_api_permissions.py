@@ -115,3 +115,29 @@ def test_uploads_and_searches_are_rate_limited(api) -> None:
     assert uploads == [201, 201, 429]
     assert searches[-1] == 429
     assert 429 not in searches[:3]
+
+
+def test_a_song_without_an_uploader_may_be_changed_by_staff_only(clients) -> None:
+    imported = SongFactory.create(status="failed", uploaded_by=None)
+
+    assert clients["anonymous"].post(f"/api/songs/{imported.pk}/retry/").status_code == 403
+    assert clients["user"].post(f"/api/songs/{imported.pk}/retry/").status_code == 403
+    # Staff pass the permission; the file was never stored, which is what they are told next.
+    assert clients["staff"].post(f"/api/songs/{imported.pk}/retry/").status_code == 409
+
+
+def test_a_visitor_may_confirm_only_the_uploads_of_their_own_session(settings) -> None:
+    settings.ALLOW_ANONYMOUS_UPLOADS = True
+    visitor, stranger = APIClient(), APIClient()
+    song_id = visitor.post("/api/uploads/", UPLOAD, format="json").json()["song_id"]
+
+    assert stranger.post(f"/api/songs/{song_id}/uploaded/").status_code == 403
+    assert visitor.post(f"/api/songs/{song_id}/uploaded/").status_code == 409  # allowed; the file has not arrived
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+def test_schema_and_docs_follow_public_catalog(clients, settings, path) -> None:
+    settings.PUBLIC_CATALOG = False
+
+    assert clients["anonymous"].get(path).status_code == 403
+    assert clients["user"].get(path).status_code == 200

@@ -206,3 +206,25 @@ def test_more_like_this_answers_503_with_the_reason_while_the_index_is_unreachab
     assert response.json()["code"] == "service_unavailable"
     assert "Search is unavailable right now" in response.json()["detail"]
     assert "connection refused" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("endpoint", ["/api/search/similar/", "/api/identify/"])
+def test_an_oversize_clip_is_refused_with_413_before_its_body_is_read(api, settings, monkeypatch, endpoint) -> None:
+    import io
+
+    from rest_framework.parsers import MultiPartParser
+
+    settings.SIMILAR_CLIP_MAX_MB = 1
+    parsed: list[bool] = []
+    real_parse = MultiPartParser.parse
+    monkeypatch.setattr(
+        MultiPartParser, "parse", lambda self, *a, **k: parsed.append(True) or real_parse(self, *a, **k)
+    )
+    clip = io.BytesIO(b"\0" * (2 * 1024 * 1024))
+    clip.name = "big.wav"
+
+    response = api.post(endpoint, {"clip": clip}, format="multipart")
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+    assert parsed == []  # nothing of the body was read, so nothing reached a temporary file
