@@ -217,9 +217,12 @@ def test_an_oversize_clip_is_refused_with_413_before_its_body_is_read(api, setti
     settings.SIMILAR_CLIP_MAX_MB = 1
     parsed: list[bool] = []
     real_parse = MultiPartParser.parse
-    monkeypatch.setattr(
-        MultiPartParser, "parse", lambda self, *a, **k: parsed.append(True) or real_parse(self, *a, **k)
-    )
+
+    def recording_parse(self, *args, **kwargs):
+        parsed.append(True)
+        return real_parse(self, *args, **kwargs)
+
+    monkeypatch.setattr(MultiPartParser, "parse", recording_parse)
     clip = io.BytesIO(b"\0" * (2 * 1024 * 1024))
     clip.name = "big.wav"
 
