@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,3 +85,35 @@ def env_path(name: str, default: Path) -> Path:
 def env_optional_path(name: str) -> Path | None:
     value = _raw(name)
     return None if value is None or value == "" else Path(value).expanduser()
+
+
+_RATE = re.compile(r"[1-9][0-9]*/(s|m|h|d|sec|second|min|minute|hour|day)s?")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate as DRF's throttles read it: `N/second`, `N/minute`, `N/hour` or `N/day` (or s, m, h, d)."""
+    value = env_str(name, default)
+    if not _RATE.fullmatch(value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate; use e.g. 120/hour, 600/minute or 10/second.")
+    return value
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda|cuda:[0-9]+")
+
+
+def env_device(name: str, default: str) -> str:
+    """A torch device: auto, cpu, cuda or cuda:N."""
+    value = env_str(name, default).lower()
+    if not _DEVICE.fullmatch(value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a device; use auto, cpu, cuda or cuda:N.")
+    return value
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def env_log_level(name: str, default: str) -> str:
+    value = env_str(name, default).upper()
+    if value not in LOG_LEVELS:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}.")
+    return value
