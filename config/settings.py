@@ -10,11 +10,14 @@ import django_stubs_ext
 from config.env import (
     env_bool,
     env_choice,
+    env_device,
     env_float,
     env_int,
     env_list,
+    env_log_level,
     env_optional_path,
     env_path,
+    env_rate,
     env_str,
 )
 
@@ -167,9 +170,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["catalog.api.permissions.CanBrowse"],
     "DEFAULT_THROTTLE_RATES": {
-        "uploads": env_str("UPLOAD_RATE_LIMIT", "120/hour"),
-        "searches": env_str("SEARCH_RATE_LIMIT", "600/minute"),
+        "uploads": env_rate("UPLOAD_RATE_LIMIT", "120/hour"),
+        "searches": env_rate("SEARCH_RATE_LIMIT", "600/minute"),
     },
+    # Proxies in front of the site whose X-Forwarded-For entries are trusted for throttling (0: the peer address).
+    "NUM_PROXIES": env_int("TRUSTED_PROXIES", 0, minimum=0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("API_PAGE_SIZE", 25, minimum=1, maximum=500),
@@ -203,8 +208,23 @@ LOGGING = {
             "formatter": env_choice("LOG_FORMAT", "plain", ["plain", "json"]),
         }
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_log_level("LOG_LEVEL", "INFO")},
 }
+
+# Throttle counters and cached maps must be shared by every process: the database by default, Redis when set.
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://")):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} is not a redis:// or rediss:// URL.")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "resonance_cache"}
+}
+
+# Lets a monitor read /healthz details without a staff login (Authorization: Bearer <token>); empty: staff only.
+HEALTHZ_TOKEN = env_str("HEALTHZ_TOKEN", "")
 
 # --- Object storage -------------------------------------------------------------------------
 STORAGE_BACKEND = env_choice("STORAGE_BACKEND", "local", ["local", "s3"])
@@ -224,7 +244,7 @@ PLAYBACK_URL_EXPIRY_SECONDS = env_int("PLAYBACK_URL_EXPIRY_SECONDS", 3600, minim
 
 # --- Audio and embeddings -------------------------------------------------------------------
 EMBEDDING_MODEL = env_choice("EMBEDDING_MODEL", "auto", ["auto", "panns-cnn14", "panns-cnn10", "features"])
-EMBEDDING_DEVICE = env_str("EMBEDDING_DEVICE", "auto")
+EMBEDDING_DEVICE = env_device("EMBEDDING_DEVICE", "auto")
 # auto: float16 on a GPU, float32 on a CPU. Only the PANNs conv stack runs in 16 bits; the mel front end stays float32.
 EMBEDDING_PRECISION = env_choice("EMBEDDING_PRECISION", "auto", ["auto", "float32", "float16", "bfloat16"])
 PANNS_DATA_DIR = env_path("PANNS_DATA_DIR", VAR_DIR / "models")

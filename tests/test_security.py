@@ -45,14 +45,25 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> Non
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
 
 
-def test_a_bad_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
-    env = os.environ | {"MAX_UPLOAD_MB": "lots", "VAR_DIR": str(tmp_path)}
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_UPLOAD_MB", "lots", "MAX_UPLOAD_MB='lots' is not an integer"),
+        ("UPLOAD_RATE_LIMIT", "lots", "UPLOAD_RATE_LIMIT='lots' is not a rate"),
+        ("SEARCH_RATE_LIMIT", "600/fortnight", "SEARCH_RATE_LIMIT='600/fortnight' is not a rate"),
+        ("EMBEDDING_DEVICE", "gpu", "EMBEDDING_DEVICE='gpu' is not a device"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL='LOUD' is not a log level"),
+        ("CACHE_URL", "memcached://x", "CACHE_URL='memcached://x' is not a redis"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_naming_the_variable(tmp_path: Path, name, value, message) -> None:
+    env = os.environ | {name: value, "VAR_DIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
 
     assert result.returncode != 0
-    assert "MAX_UPLOAD_MB='lots' is not an integer" in result.stderr
+    assert message in result.stderr
 
 
 @pytest.mark.django_db

@@ -141,3 +141,30 @@ def test_schema_and_docs_follow_public_catalog(clients, settings, path) -> None:
 
     assert clients["anonymous"].get(path).status_code == 403
     assert clients["user"].get(path).status_code == 200
+
+
+def test_throttle_counters_live_in_the_cache_every_process_shares(settings) -> None:
+    from django.core.cache import caches
+
+    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    caches["default"].set("shared-by-all-processes", 1)
+    assert caches["default"].get("shared-by-all-processes") == 1
+
+
+def test_a_forged_forwarded_for_header_does_not_escape_the_rate_limit(api) -> None:
+    from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
+
+    cache.clear()
+    original = ScopedRateThrottle.THROTTLE_RATES
+    ScopedRateThrottle.THROTTLE_RATES = {"uploads": "2/minute"}
+    try:
+        codes = [
+            api.post("/api/uploads/", UPLOAD, format="json", HTTP_X_FORWARDED_FOR=f"203.0.113.{i}").status_code
+            for i in range(3)
+        ]
+    finally:
+        ScopedRateThrottle.THROTTLE_RATES = original
+        cache.clear()
+
+    assert codes == [201, 201, 429]
