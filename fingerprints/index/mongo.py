@@ -170,6 +170,19 @@ class MongoFingerprintIndex:
             if sign < 0:
                 self._counts().delete_many({"_id": {"$in": [h for h, _ in batch]}, "n": {"$lte": 0}})
 
+    def rebuild_counts(self) -> None:
+        """Recount every hash from the postings (collections written before counts existed, or repairs).
+
+        Run it while nothing adds or removes songs: writes during the recount may be missing from it.
+        """
+        pipeline = [
+            {"$group": {"_id": "$h", "n": {"$sum": {"$size": "$t"}}}},
+            {"$out": f"{self.collection}_hashes"},
+        ]
+        with _guard("recount fingerprint hashes"):
+            # $out swaps the new counts in at the end, so lookups never see a half-written collection.
+            self._hashes().aggregate(pipeline, allowDiskUse=True)
+
     # --- reads -------------------------------------------------------------------------------------------------
 
     def _stored_landmarks(self) -> int:

@@ -213,6 +213,21 @@ def test_removing_a_song_without_fingerprints_touches_no_counts(server: MockupDB
     future()
 
 
+def test_rebuilding_counts_groups_the_postings_into_the_counts_collection(server: MockupDB) -> None:
+    index = get_fingerprint_index()
+    assert isinstance(index, MongoFingerprintIndex)
+    future = go(index.rebuild_counts)
+    request = server.receives()
+    assert command(request) == "aggregate" and request["aggregate"] == COLLECTION
+    assert request["pipeline"] == [
+        {"$group": {"_id": "$h", "n": {"$sum": {"$size": "$t"}}}},
+        {"$out": COUNTS},
+    ]
+    assert request["allowDiskUse"] is True
+    cursor(request, [])
+    future()
+
+
 def lookup_pipeline(wanted: list[int], limit: int) -> list[dict[str, Any]]:
     return [
         {"$match": {"_id": {"$in": wanted}, "n": {"$lte": limit}}},
@@ -379,3 +394,15 @@ def test_live_lookup_skips_hashes_above_the_stop_limit_on_the_server(live_index:
     assert len(index.lookup(np.array([common], dtype=np.uint32))) == limit
     index.remove(a)
     assert stored_counts(index) == ({}, {})
+
+
+@live_mongodb
+def test_live_rebuilt_counts_match_the_postings(live_index: MongoFingerprintIndex) -> None:
+    index = live_index
+    index.add(uuid.uuid4(), np.array([1, 1, 2], dtype=np.uint32), np.array([0, 5, 9], dtype=np.uint32))
+    index.add(uuid.uuid4(), np.array([2, 3], dtype=np.uint32), np.array([1, 2], dtype=np.uint32))
+    index._counts().drop()
+    index.rebuild_counts()
+    kept, truth = stored_counts(index)
+    assert kept == truth == {1: 2, 2: 2, 3: 1}
+    assert len(index.lookup(np.array([1, 2, 3], dtype=np.uint32))) == 5
