@@ -190,18 +190,23 @@ def identify_clip(path: Path) -> Identification | None:
         audio = decode(path, max_seconds=settings.FINGERPRINT_MAX_QUERY_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS)
     except EmbeddingError as exc:
         raise InvalidClip(f"The clip cannot be used: {exc}.") from exc
+    ready: dict[UUID, Song] = {}
+
+    def live(song_ids: list[UUID]) -> set[UUID]:
+        # One query for the candidates; their rows are kept for the answer.
+        ready.update(Song.objects.filter(status=SongStatus.READY).in_bulk(song_ids))
+        return set(ready)
+
     try:
-        match = fingerprint_identify(audio.samples)
+        match = fingerprint_identify(audio.samples, live=live)
     except FingerprintIndexError as exc:
         raise ServiceUnavailable(f"Identification is unavailable right now: {exc}") from exc
     if match is None:
         return None
-    song = Song.objects.filter(pk=match.song_id, status=SongStatus.READY).first()
+    song = ready.get(match.song_id)
     if song is None:
         return None
-    runner_up = None
-    if match.runner_up is not None:
-        runner_up = Song.objects.filter(pk=match.runner_up.song_id, status=SongStatus.READY).first()
+    runner_up = ready.get(match.runner_up.song_id) if match.runner_up is not None else None
     return Identification(
         song=song,
         offset_seconds=match.offset_seconds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -22,7 +23,15 @@ BACKGROUND_RANK = 10
 BACKGROUND_GAP = 3
 # ...but a background above this many times the other chance estimates is the song repeating itself (see confidence).
 BACKGROUND_CAP = 3.0
+# chance_level(): matches an unrelated song gets by chance, at least and per query landmark.
+CHANCE_BASE = 2.0
+CHANCE_PER_HASH = 1 / 1000
 _MEAN_SHIFT = float(np.mean(QUERY_SHIFTS))
+# With a `live` filter, this many best songs are asked about at once, so dead ones are passed over in one query.
+LIVE_CANDIDATES = 8
+
+# Which of the given song ids may be answered (e.g. ready songs): the others' stored fingerprints are ignored.
+LiveFilter = Callable[[list[UUID]], set[UUID]]
 
 
 @dataclass(frozen=True)
@@ -113,10 +122,10 @@ def _background(keys: npt.NDArray[np.int64], scores: npt.NDArray[np.int64]) -> i
 def chance_level(query_hashes: int) -> float:
     """A floor on what an unrelated song gets, for a clip with this many landmarks (for tiny catalogs).
 
-    Measured on 80 game soundtracks with pink-noise, MP3-coded clips: the best unrelated song reaches about 30
-    matches for a 10 s clip (12,000 query landmarks) and 20 for a 3 s one (3,400).
+    Measured on the 81-track game-soundtrack corpus with pink-noise, MP3-coded clips of files left out of the index:
+    the best unrelated song reaches about 15 matches for a 10 s clip (34,000 query landmarks) and 8 for a 3 s one.
     """
-    return 2.0 + query_hashes / 1000
+    return CHANCE_BASE + query_hashes * CHANCE_PER_HASH
 
 
 def confidence(matches: int, runner_up: int, query_hashes: int, background: int = 0) -> float:
@@ -138,9 +147,12 @@ def confidence(matches: int, runner_up: int, query_hashes: int, background: int 
     return round(min(1.0, max(0.0, 1.0 - chance / matches)), 4)
 
 
-def best_match(query: Landmarks, hits: Hits) -> Match | None:
-    """The best candidate with its confidence, before thresholds."""
-    found = candidates(query, hits, limit=2)
+def best_match(query: Landmarks, hits: Hits, live: LiveFilter | None = None) -> Match | None:
+    """The best candidate with its confidence, before thresholds; with `live`, the best of the songs it keeps."""
+    found = candidates(query, hits, limit=2 if live is None else LIVE_CANDIDATES)
+    if live is not None and found:
+        alive = live([c.song_id for c in found])
+        found = [c for c in found if c.song_id in alive]
     if not found:
         return None
     best = found[0]
@@ -166,14 +178,19 @@ def accepted(match: Match | None) -> Match | None:
     return match
 
 
-def identify(samples: npt.NDArray[np.floating], *, index: FingerprintIndex | None = None) -> Match | None:
+def identify(
+    samples: npt.NDArray[np.floating], *, index: FingerprintIndex | None = None, live: LiveFilter | None = None
+) -> Match | None:
     """The catalog song that mono 32 kHz `samples` were taken from, or None when no song is a confident match.
 
-    Only the first FINGERPRINT_MAX_QUERY_SECONDS are used. Raises ValueError for audio that is not a 1-d array of
-    finite samples, and FingerprintIndexError (FingerprintIndexUnavailable: retry later) when the index fails.
+    Only the first FINGERPRINT_MAX_QUERY_SECONDS are used. `live`, when given, is called once with the best
+    candidates' ids and returns those that may be named: the others (e.g. songs being deleted whose fingerprints
+    are still stored) are passed over for the next best, and are not counted as runner-up either. Raises ValueError
+    for audio that is not a 1-d array of finite samples, and FingerprintIndexError (FingerprintIndexUnavailable:
+    retry later) when the index fails.
     """
     query = query_landmarks(samples[: int(settings.FINGERPRINT_MAX_QUERY_SECONDS * SAMPLE_RATE)])
     if len(query) == 0:
         return None
     hits = (index or get_fingerprint_index()).lookup(query.hashes)
-    return accepted(best_match(query, hits))
+    return accepted(best_match(query, hits, live))

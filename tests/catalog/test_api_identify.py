@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from catalog import services
+from catalog.models import Song, SongStatus
 from tests import audio
 from tests.fingerprints.music import excerpt, song, white_noise
 
@@ -60,3 +61,16 @@ def test_identify_rejects_non_audio(api, tmp_path: Path) -> None:
     response = _post(api, bogus)
 
     assert response.status_code == 400
+
+
+def test_a_song_that_is_not_ready_is_skipped_for_the_next_ready_one(upload, api, tmp_path: Path) -> None:
+    track = song(4, seconds=20.0)
+    ready = upload(audio.write(tmp_path / "ready.wav", track), content_type="audio/wav")
+    # The same recording again, slightly quieter (another file), then stuck being deleted with its fingerprints.
+    stuck = upload(audio.write(tmp_path / "stuck.wav", 0.8 * track), content_type="audio/wav")
+    Song.objects.filter(pk=stuck.pk).update(status=SongStatus.DELETING)
+
+    body = _post(api, audio.write(tmp_path / "q.wav", excerpt(track, 5.0, 6.0))).json()
+
+    assert body["match"]["song"]["id"] == str(ready.pk)
+    assert body["match"]["offset_seconds"] == pytest.approx(5.0, abs=0.1)

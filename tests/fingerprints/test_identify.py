@@ -159,3 +159,25 @@ def test_thresholds_come_from_settings(catalog: dict[int, uuid.UUID], settings: 
 def test_it_refuses_audio_that_is_not_mono(catalog: dict[int, uuid.UUID]) -> None:
     with pytest.raises(ValueError, match="mono"):
         identify(np.zeros((32000, 2), dtype=np.float32))
+
+
+def test_songs_the_live_filter_leaves_out_are_passed_over_for_the_next_song(catalog: dict[int, uuid.UUID]) -> None:
+    # The same recording stored twice: a song being deleted whose fingerprints are still there, and a ready one.
+    gone, kept = uuid.uuid4(), uuid.uuid4()
+    for song_id in (gone, kept):
+        add_song_fingerprints(song_id, song(31))
+    clip = excerpt(song(31), 7.0, 5.0)
+    asked: list[list[uuid.UUID]] = []
+
+    def live(song_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        asked.append(song_ids)
+        return set(song_ids) - {gone}
+
+    match = identify(clip, live=live)
+
+    assert match is not None and match.song_id == kept
+    assert match.offset_seconds == pytest.approx(7.0, abs=0.1)
+    assert match.runner_up is None or match.runner_up.song_id != gone
+    assert len(asked) == 1 and gone in asked[0]
+    # Without the filter the two copies tie, which is no confident answer.
+    assert identify(clip) is None
