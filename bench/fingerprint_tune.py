@@ -8,7 +8,8 @@ Decodes every corpus file once (embeddings.audio.decode; cached as .npy) and mak
 fingerprinting and matching. A "family" is a file's first folder up to its first "-" (e.g. wesnoth-1.16 ->
 wesnoth); files of `--holdout-family` are left out of the index and their queries measure false matches, since
 soundtracks of one game share material (remasters, loops) and are no test of unrelated audio.
-`--set` overrides a constant of fingerprints.landmarks, e.g. `--set "REFERENCE=Density(30, 10)"`.
+`--set` overrides a constant of fingerprints.landmarks, e.g. `--set "REFERENCE=Density(30, 10)"`, or of
+fingerprints.selectors with a `selectors.` prefix, e.g. `--set selectors.CHANCE_PER_HASH=1/4000`.
 
 Prints per setting the unthresholded scores (best, runner-up song, the best song's background) and, for a grid of
 FINGERPRINT_MIN_MATCHES x FINGERPRINT_MIN_CONFIDENCE, the share of right answers and of false matches.
@@ -35,6 +36,8 @@ django.setup()
 from embeddings.audio import SILENCE_PEAK, decode
 from embeddings.base import SAMPLE_RATE, EmbeddingError
 from fingerprints import landmarks as lm
+from fingerprints import selectors
+from fingerprints.index import stop_limit
 from fingerprints.index.local import MemoryFingerprintIndex
 from fingerprints.management.commands.evaluate_identify import find_audio, mix, mp3_roundtrip, pink_noise
 from fingerprints.selectors import best_match
@@ -83,6 +86,50 @@ def make_queries(audio: dict[str, np.ndarray], seconds: float, snr: float, seed:
     return queries
 
 
+class HashTable:
+    """How often each hash occurs in the index, to extrapolate what a lookup fetches in a larger catalog."""
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        self.unique, self.counts = np.unique(hashes, return_counts=True)
+        self.total = int(hashes.size)
+
+    def count(self, hashes: np.ndarray) -> np.ndarray:
+        at = np.minimum(np.searchsorted(self.unique, hashes), self.unique.size - 1)
+        return np.where(self.unique[at] == hashes, self.counts[at], 0)
+
+    def summary(self, at_scale: float, hours: float) -> str:
+        c = np.sort(self.counts)[::-1].astype(np.float64)
+        top = c[: max(1, c.size // 100)].sum() / self.total
+        top_tenth = c[: max(1, c.size // 1000)].sum() / self.total
+        # Unbiased for 1/sum(p^2) however few entries the corpus has (a plain sum of squares is capped by them).
+        effective = self.total * (self.total - 1) / max(1.0, float(np.sum(c * (c - 1))))
+        shares = []
+        for low, high in ((1, 1), (2, 3), (4, 15), (16, 63), (64, 1 << 62)):
+            inside = (c >= low) & (c <= high)
+            shares.append(f"{low}-{high if high < 1 << 61 else 'max'}: {c[inside].sum() / self.total:.3f}")
+        limit = stop_limit(self.total)
+        return (
+            f"hashes: {self.total} entries, {c.size} distinct, effective distinct (1/sum p^2) 2^"
+            f"{np.log2(effective):.1f}, top 1% of hashes hold {top:.3f} of entries (top 0.1%: {top_tenth:.3f}), "
+            f"max {c[0]:.0f}; entries by their hash's count: {', '.join(shares)}; stop limit here {limit} drops "
+            f"{c[c > limit].sum() / self.total:.4f} of entries; at {hours:g} h ({at_scale:.3g} entries) "
+            f"{stop_limit(int(at_scale))}"
+        )
+
+    def postings(self, query: np.ndarray, own: np.ndarray | None, at_scale: float) -> float:
+        """Expected entries fetched for the query's hashes at `at_scale` entries, its own song left out (no stop
+        list: one corpus count says too little of a hash's count at scale, so this is an upper bound)."""
+        unique = np.unique(query)
+        counts = self.count(unique).astype(np.float64)
+        rest = self.total
+        if own is not None:
+            mine, times = np.unique(own, return_counts=True)
+            at = np.minimum(np.searchsorted(mine, unique), mine.size - 1)
+            counts -= np.where(mine[at] == unique, times[at], 0)
+            rest -= own.size
+        return float(counts.sum() * at_scale / rest)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
@@ -92,36 +139,50 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--holdout-family", default="wesnoth")
     parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--scale-hours", type=float, default=6700.0, help="catalog size to extrapolate postings to")
     args = parser.parse_args()
     for item in args.set:
         name, value = item.split("=", 1)
-        setattr(lm, name, eval(value, vars(lm)))  # noqa: S307 (a tuning tool run by hand)
+        module = selectors if name.startswith("selectors.") else lm
+        setattr(module, name.removeprefix("selectors."), eval(value, vars(module)))  # noqa: S307 (run by hand)
     args.cache.mkdir(parents=True, exist_ok=True)
     audio = load_corpus(args.corpus, args.cache)
     ids = {name: uuid.uuid5(uuid.NAMESPACE_URL, name) for name in audio}
     started = time.perf_counter()
     index = MemoryFingerprintIndex()
-    index.add_many(
-        (ids[name], found.hashes, found.times)
+    songs = {
+        name: found
         for name, x in audio.items()
         if family(name) != args.holdout_family and len(found := lm.landmarks(np.asarray(x)))
-    )
+    }
+    index.add_many((ids[name], found.hashes, found.times) for name, found in songs.items())
     hours = sum(x.size for name, x in audio.items() if family(name) != args.holdout_family) / SAMPLE_RATE / 3600
     stats = index.stats()
     print(
         f"index: {stats.songs} songs, {stats.hashes / hours / 3600:.0f} landmarks/s, {stats.bytes / 1e6 / hours:.1f} "
         f"MB/h, built in {time.perf_counter() - started:.0f} s; {args.holdout_family} held out"
     )
+    table = HashTable(np.concatenate([found.hashes for found in songs.values()]))
+    at_scale = stats.hashes / hours * args.scale_hours
+    print(table.summary(at_scale, args.scale_hours))
     for setting in args.settings.split(","):
         seconds, snr = (float(x) for x in setting.split(":"))
         rows = []
-        for name, _, clip in make_queries(audio, seconds, snr, args.seed, args.queries, args.cache):
+        postings, recalls, sizes = [], [], []
+        for name, start, clip in make_queries(audio, seconds, snr, args.seed, args.queries, args.cache):
             began = time.perf_counter()
             query = lm.query_landmarks(clip)
             match = best_match(query, index.lookup(query.hashes))
             ms = (time.perf_counter() - began) * 1000
             known = family(name) != args.holdout_family
             right = match is not None and known and match.song_id == ids[name]
+            own = songs[name] if known else None
+            postings.append(table.postings(query.hashes, own.hashes if own else None, at_scale))
+            sizes.append(len(query))
+            if own is not None:
+                first = round(float(start) / lm.FRAME_SECONDS)
+                span = (own.times >= first) & (own.times < first + query.frames)
+                recalls.append((match.matches if right and match else 0) / max(1, int(span.sum())))
             if match is None:
                 rows.append((known, right, 0, 0, 0, 0.0, ms))
             else:
@@ -131,7 +192,12 @@ def main() -> None:
         r = np.array(rows, dtype=float)
         known, unknown = r[r[:, 0] == 1], r[r[:, 0] == 0]
         print(f"\n{seconds:g} s at {snr:g} dB: {len(known)} queries of indexed songs, {len(unknown)} of held-out ones")
-        print(f"  time p50 {np.percentile(r[:, 6], 50):.0f} ms, p95 {np.percentile(r[:, 6], 95):.0f} ms")
+        print(
+            f"  time p50 {np.percentile(r[:, 6], 50):.0f} ms, p95 {np.percentile(r[:, 6], 95):.0f} ms; query "
+            f"landmarks p50 {np.median(sizes):.0f}; recall (right matches / stored landmarks in the span) p5/p50 "
+            f"{np.percentile(recalls, [5, 50]).round(3)}; postings at {args.scale_hours:g} h p50/p95 "
+            f"{np.percentile(postings, [50, 95]).round(-3)}"
+        )
         for label, part in (("right best", known[known[:, 1] == 1]), ("held-out best", unknown)):
             if len(part):
                 print(

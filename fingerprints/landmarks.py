@@ -7,7 +7,7 @@ average over about a second and a few bins). Peaks are ranked by how far they st
 magnitude plus `TILT` x log frequency) and the best of every half second are kept, so quiet and loud passages get
 the same density. Each peak (an anchor) is paired with the next `fanout` peaks in its target zone (1 to `MAX_DT`
 frames later, at most `MAX_DF` bins away); a pair is hashed from (anchor bin, bin difference, frame difference)
-into 21 bits of a uint32 and kept with the anchor's frame.
+into 23 bits of a uint32 and kept with the anchor's frame.
 
 A song and a query find each other when many of their hashes agree on one time offset (see `selectors`). Queries
 are fingerprinted more densely than songs (more peaks, smaller neighbourhoods, more pairs per anchor) and at three
@@ -30,7 +30,7 @@ UInt32Array = npt.NDArray[np.uint32]
 IntArray = npt.NDArray[np.int64]
 
 # The algorithm's name: fingerprints made by another version are never compared with these.
-ALGORITHM = "landmarks-v1"
+ALGORITHM = "landmarks-v2"
 
 # Analysis rate: everything above 4 kHz is dropped; 32 kHz / 4.
 RATE = 8000
@@ -49,11 +49,12 @@ BACKGROUND_BINS = 15
 TILT = 0.5
 # Peaks are ranked and kept per block of this many frames (half a second).
 BLOCK_FRAMES = 31
-# Target zone of an anchor: 1..MAX_DT frames later (about 1 s), at most MAX_DF bins above or below.
+# Target zone of an anchor: 1..MAX_DT frames later (about 2 s), at most MAX_DF bins (2 kHz) above or below: the
+# sparse peaks of a song reach their targets further away than v1's did.
 MIN_DT = 1
-MAX_DT = 63
-MAX_DF = 63
-# Hash layout, high to low: anchor bin (8 bits) | bin difference + MAX_DF (7 bits) | frame difference (6 bits).
+MAX_DT = 127
+MAX_DF = 127
+# Hash layout, high to low: anchor bin (8 bits) | bin difference + MAX_DF (8 bits) | frame difference (7 bits).
 HASH_BITS = (MAX_BIN - 1).bit_length() + (2 * MAX_DF).bit_length() + MAX_DT.bit_length()
 # Magnitudes are floored this far below the audio's peak (about -90 dB), so digital silence has no peaks and
 # the analysis does not depend on the recording's level.
@@ -72,10 +73,12 @@ class Density:
     min_prominence: float = 0.5  # above the local average, in natural log units of magnitude (0.5: 4.3 dB)
 
 
-# Songs: the index holds about 250 hashes per second of audio (8 bytes each in memory: 7 MB per hour).
-REFERENCE = Density(peaks_per_second=26.0, fanout=10)
-# Queries: a superset of a song's peaks and pairs, so that the song's pairs are among the query's.
-QUERY = Density(peaks_per_second=40.0, fanout=14)
+# Songs: the strongest peaks only, 7 pairs each: about 110 hashes per second of audio (4 bytes each as postings:
+# 1.6 MB per hour).
+REFERENCE = Density(peaks_per_second=16.0, fanout=7)
+# Queries: twice a song's peaks and pairs, so that the song's pairs are among the query's even where noise adds
+# peaks between them; robustness is paid for at query time, not in the index.
+QUERY = Density(peaks_per_second=32.0, fanout=14)
 # Queries are fingerprinted again with the frame grid moved by these fractions of a hop.
 QUERY_SHIFTS = (0.0, 1 / 3, 2 / 3)
 
@@ -170,11 +173,12 @@ def peaks(log_mag: npt.NDArray[np.float32], log_floor: float, density: Density) 
     return t[keep].astype(np.int64), f[keep].astype(np.int64)
 
 
-def pair(t: IntArray, f: IntArray, fanout: int) -> tuple[UInt32Array, UInt32Array]:
-    """Hash each peak with up to `fanout` of the next peaks in its target zone: (hashes, anchor frames)."""
+def targets(t: IntArray, f: IntArray, fanout: int) -> tuple[IntArray, IntArray]:
+    """Each peak (an anchor) with up to `fanout` of the next peaks in its target zone: (anchor, target) indices,
+    grouped by anchor and in peak order within an anchor."""
     n = t.size
     anchors: list[IntArray] = []
-    targets: list[IntArray] = []
+    found: list[IntArray] = []
     taken = np.zeros(n, dtype=np.int64)
     for k in range(1, n):
         i = np.arange(n - k)
@@ -186,16 +190,22 @@ def pair(t: IntArray, f: IntArray, fanout: int) -> tuple[UInt32Array, UInt32Arra
         ok = open_ & (dt >= MIN_DT) & (np.abs(f[j] - f[i]) <= MAX_DF)
         i, j = i[ok], j[ok]
         anchors.append(i)
-        targets.append(j)
+        found.append(j)
         taken[i] += 1
     if not anchors:
-        return np.empty(0, np.uint32), np.empty(0, np.uint32)
+        return np.empty(0, np.int64), np.empty(0, np.int64)
     a = np.concatenate(anchors)
-    b = np.concatenate(targets)
+    b = np.concatenate(found)
+    order = np.lexsort((b, a))
+    return a[order], b[order]
+
+
+def pair(t: IntArray, f: IntArray, fanout: int) -> tuple[UInt32Array, UInt32Array]:
+    """Hash each peak with up to `fanout` of the next peaks in its target zone: (hashes, anchor frames)."""
+    a, b = targets(t, f, fanout)
     df_bits, dt_bits = (2 * MAX_DF).bit_length(), MAX_DT.bit_length()
     hashes = (f[a] << (df_bits + dt_bits)) | ((f[b] - f[a] + MAX_DF) << dt_bits) | (t[b] - t[a])
-    order = np.argsort(t[a], kind="stable")
-    return hashes[order].astype(np.uint32), t[a][order].astype(np.uint32)
+    return hashes.astype(np.uint32), t[a].astype(np.uint32)
 
 
 def _landmarks_8k(x: npt.NDArray[np.float32], density: Density) -> Landmarks:

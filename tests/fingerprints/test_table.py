@@ -113,19 +113,20 @@ def test_malformed_landmarks_are_refused(hashes, times) -> None:
 
 
 def test_packed_landmarks_round_trip_in_time_order_and_compress() -> None:
+    found = landmarks(song(11))
     rng = np.random.default_rng(4)
-    hashes = rng.integers(0, 2**HASH_BITS, 5000).astype(np.uint32)
-    times = rng.integers(0, 50000, 5000).astype(np.uint32)
+    shuffled = rng.permutation(len(found))
+    hashes, times = found.hashes[shuffled], found.times[shuffled]
 
     data = pack(hashes, times)
-    back_hashes, back_times = unpack(data, 5000)
+    back_hashes, back_times = unpack(data, len(found))
 
     order = np.argsort(times, kind="stable")
     np.testing.assert_array_equal(back_hashes, hashes[order])
     np.testing.assert_array_equal(back_times, times[order])
-    assert len(data) < 5000 * 8 * 0.6
+    assert len(data) < len(found) * 8 * 0.6
     with pytest.raises(FingerprintIndexError, match="fingerprint again"):
-        unpack(data, 4999)
+        unpack(data, len(found) - 1)
 
 
 def test_landmarks_are_reproducible_and_fit_the_hash_layout() -> None:
@@ -135,7 +136,7 @@ def test_landmarks_are_reproducible_and_fit_the_hash_layout() -> None:
 
     np.testing.assert_array_equal(first.hashes, second.hashes)
     np.testing.assert_array_equal(first.times, second.times)
-    assert 100 < len(first) / first.seconds < 400  # about 250 per second
+    assert 60 < len(first) / first.seconds < 130  # about 110 per second
     assert int(first.hashes.max()) < 2**HASH_BITS
     assert np.all(np.diff(first.times.astype(np.int64)) >= 0)
     assert first.seconds == pytest.approx(10.0, abs=0.1)
