@@ -9,7 +9,12 @@ from django.core.management import call_command
 from catalog import pipeline
 from catalog.models import Song, SongStatus
 from embeddings.index import get_vector_index
+from fingerprints.index import get_fingerprint_index
+from fingerprints.landmarks import ALGORITHM
+from fingerprints.models import SongFingerprints
+from fingerprints.selectors import identify
 from tests import audio
+from tests.fingerprints.music import excerpt, song
 
 pytestmark = pytest.mark.django_db
 
@@ -75,4 +80,24 @@ def test_reindex_with_nothing_to_do_says_so(upload, tmp_path: Path, capsys) -> N
 
     call_command("reindex")
 
-    assert "already embedded with features" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "already embedded with features" in out
+    assert f"already has {ALGORITHM} fingerprints" in out
+
+
+def test_reindex_fingerprints_again_the_songs_fingerprinted_by_another_algorithm(
+    upload, tmp_path: Path, capsys
+) -> None:
+    tracks = [song(seed, seconds=20.0) for seed in (5, 6)]
+    old, current = (
+        upload(audio.write(tmp_path / f"track-{i}.wav", t), content_type="audio/wav") for i, t in enumerate(tracks)
+    )
+    SongFingerprints.objects.filter(song_id=old.pk).update(algorithm="landmarks-v0")
+    assert set(get_fingerprint_index().song_ids()) == {current.pk}
+
+    call_command("reindex")
+
+    assert f"Fingerprinted 1 of 1 songs with {ALGORITHM}" in capsys.readouterr().out
+    assert set(get_fingerprint_index().song_ids()) == {old.pk, current.pk}
+    match = identify(excerpt(tracks[0], 4.0, 6.0))
+    assert match is not None and match.song_id == old.pk
