@@ -14,7 +14,7 @@ from fingerprints.landmarks import ALGORITHM
 from fingerprints.models import SongFingerprints
 from fingerprints.selectors import identify
 from tests import audio
-from tests.fingerprints.music import excerpt, song
+from tests.fingerprints import music
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +88,7 @@ def test_reindex_with_nothing_to_do_says_so(upload, tmp_path: Path, capsys) -> N
 def test_reindex_fingerprints_again_the_songs_fingerprinted_by_another_algorithm(
     upload, tmp_path: Path, capsys
 ) -> None:
-    tracks = [song(seed, seconds=20.0) for seed in (5, 6)]
+    tracks = [music.song(seed, seconds=20.0) for seed in (5, 6)]
     old, current = (
         upload(audio.write(tmp_path / f"track-{i}.wav", t), content_type="audio/wav") for i, t in enumerate(tracks)
     )
@@ -99,5 +99,5 @@ def test_reindex_fingerprints_again_the_songs_fingerprinted_by_another_algorithm
 
     assert f"Fingerprinted 1 of 1 songs with {ALGORITHM}" in capsys.readouterr().out
     assert set(get_fingerprint_index().song_ids()) == {old.pk, current.pk}
-    match = identify(excerpt(tracks[0], 4.0, 6.0))
+    match = identify(music.excerpt(tracks[0], 4.0, 6.0))
     assert match is not None and match.song_id == old.pk
