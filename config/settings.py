@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "catalog",
     "embeddings",
     "fingerprints",
+    "derived",
     "frontend",
 ]
 
@@ -262,6 +263,10 @@ SIMILAR_CLIP_MAX_SECONDS = env_float("SIMILAR_CLIP_MAX_SECONDS", 120.0, minimum=
 
 # --- Vector index ---------------------------------------------------------------------------
 VECTOR_BACKEND = env_choice("VECTOR_BACKEND", "local", ["local", "atlas"])
+# Host-shared derived indexes (vectors, fingerprints) that every process on the host maps; rebuilt when missing.
+DERIVED_INDEX_DIR = env_path("DERIVED_INDEX_DIR", VAR_DIR / "indexes")
+# How long a lookup waits for another process that is updating or rebuilding the index before answering 503.
+DERIVED_INDEX_LOCK_SECONDS = env_float("DERIVED_INDEX_LOCK_SECONDS", 30.0, minimum=0.0)
 # local: at this many vectors of one model, search scans an int8 copy and re-scores candidates exactly (0: never).
 LOCAL_INDEX_FAST_THRESHOLD = env_int("LOCAL_INDEX_FAST_THRESHOLD", 20000, minimum=0)
 # atlas: MongoDB Atlas Vector Search (or the mongodb/mongodb-atlas-local image); see `manage.py atlas_index`.

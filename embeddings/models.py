@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import uuid
-
 from django.db import models
 
 
@@ -21,14 +19,3 @@ class StoredVector(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} vector of {self.song_id}"
-
-
-class IndexVersion(models.Model):
-    """Changed with every write, so each process knows when its in-memory matrix is stale."""
-
-    model = models.CharField(max_length=64, primary_key=True)
-    # A fresh random token per write: unlike a counter, it never repeats after a rollback or restore.
-    version = models.UUIDField(default=uuid.uuid4)
-
-    def __str__(self) -> str:
-        return f"{self.model} at version {self.version}"

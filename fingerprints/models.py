@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import uuid
-
 from django.db import models
 
 
@@ -12,8 +10,6 @@ class SongFingerprints(models.Model):
     algorithm = models.CharField(max_length=32, help_text="fingerprints.landmarks.ALGORITHM when they were made")
     count = models.PositiveIntegerField(help_text="Number of landmarks.")
     data = models.BinaryField(help_text="zlib of the uint32 hashes (byte planes) and anchor frames (deltas)")
-    # A fresh token per write, so that a process sees a replaced song even within one clock tick.
-    token = models.UUIDField(default=uuid.uuid4)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -21,13 +17,3 @@ class SongFingerprints(models.Model):
 
     def __str__(self) -> str:
         return f"{self.count} landmarks of {self.song_id}"
-
-
-class FingerprintIndexVersion(models.Model):
-    """Changed with every write, so each process knows when its in-memory table is stale."""
-
-    name = models.CharField(max_length=32, primary_key=True)
-    version = models.UUIDField(default=uuid.uuid4)
-
-    def __str__(self) -> str:
-        return f"{self.name} at version {self.version}"

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from catalog.models import Song
 from config.celery import app as celery_app
+from derived.store import forget_held
 from embeddings.registry import forget_loaded_models
 
 
@@ -30,14 +31,17 @@ def in_memory_broker() -> None:
 def isolated_settings(settings: Any, tmp_path: Path) -> Iterator[Any]:
     """Each test gets its own storage folder and the weight-free model unless it asks otherwise."""
     settings.LOCAL_STORAGE_ROOT = tmp_path / "media"
+    settings.DERIVED_INDEX_DIR = tmp_path / "indexes"
     settings.PANNS_DATA_DIR = tmp_path / "models"
     settings.PANNS_CHECKPOINT = None
     settings.EMBEDDING_MODEL = "features"
     settings.STORAGE_BACKEND = "local"
     settings.VECTOR_BACKEND = "local"
     forget_loaded_models()
+    forget_held()
     yield settings
     forget_loaded_models()
+    forget_held()
 
 
 @pytest.fixture

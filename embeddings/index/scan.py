@@ -1,4 +1,4 @@
-"""Searching a mirror's view: one exact float32 product, or (fast mode) an int8 scan whose candidates are re-scored."""
+"""Searching vector segments: one exact float32 product each, or (fast mode) an int8 scan re-scored exactly."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from derived.store import Snapshot, song_id_at
 from embeddings.base import FloatArray
 from embeddings.index import Hit
-from embeddings.index.mirror import Int8Array, View
+from embeddings.index.segments import Int8Array, VectorSegment
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +54,9 @@ def scan_kernel() -> Any:
                 kernel = numba.njit(nogil=True, cache=True)(_scan_rows)
             except RuntimeError:  # no writable folder for numba's cache: compile on each start instead
                 kernel = numba.njit(nogil=True)(_scan_rows)
-            kernel(np.zeros((1, 1), dtype=np.int8), np.zeros(1, dtype=np.int8), np.empty(1, dtype=np.int32), 0, 1)
+            codes = np.zeros((1, 1), dtype=np.int8)
+            codes.setflags(write=False)  # segments are mapped read-only: compile for that type up front
+            kernel(codes, np.zeros(1, dtype=np.int8), np.empty(1, dtype=np.int32), 0, 1)
             _kernel = kernel
             logger.info("vector scan kernel ready in %.2f s", time.perf_counter() - started)
         return _kernel
@@ -90,32 +94,54 @@ def approximate_scores(codes: Int8Array, scales: FloatArray, query: FloatArray, 
     return approx
 
 
-def search_view(view: View, query: FloatArray, limit: int, exclude_file: str | None = None) -> list[Hit]:
-    """The `limit` best rows of a view for `query`, best first, never dead rows nor rows of `exclude_file`."""
-    n = view.n
-    if n == 0:
+def search_snapshot(
+    snapshot: Snapshot[VectorSegment], query: FloatArray, limit: int, exclude_file: str | None, *, fast: bool
+) -> list[Hit]:
+    """The `limit` best live rows of every segment for `query`, best first, never rows of `exclude_file`.
+
+    Exact: one float32 product per segment. Fast: an int8 scan per segment picks max(10 x limit, 100) candidates,
+    which are then scored exactly from the float32 rows, so returned scores are always exact.
+    """
+    found_scores: list[FloatArray] = []
+    found_rows: list[tuple[int, npt.NDArray[np.intp]]] = []
+    for number, part in enumerate(snapshot.parts):
+        segment = part.segment
+        n = len(segment)
+        if n == 0:
+            continue
+        allowed = part.alive
+        if exclude_file is not None:
+            excluded = segment.rows_named(exclude_file)
+            if excluded.size:
+                allowed = allowed.copy()
+                allowed[excluded] = False
+        if fast:
+            approx = approximate_scores(segment.codes, segment.scales, query, n)
+            approx[~allowed] = -np.inf
+            count = min(n, max(limit * CANDIDATES_PER_HIT, MIN_CANDIDATES))
+            rows = np.argpartition(approx, n - count)[n - count :] if count < n else np.arange(n)
+            rows = np.sort(rows[np.isfinite(approx[rows])])  # in file order: fewer page faults on the memory map
+            scores = segment.vectors[rows] @ query
+        else:
+            scores = segment.vectors @ query
+            scores[~allowed] = -np.inf
+            rows = np.arange(n)
+        k = min(limit, rows.size)
+        if k == 0:
+            continue
+        top = np.argpartition(-scores, k - 1)[:k] if k < rows.size else np.arange(rows.size)
+        top = top[np.isfinite(scores[top])]
+        found_scores.append(scores[top])
+        found_rows.append((number, rows[top]))
+    if not found_scores:
         return []
-    excluded = [r for r in view.rows_by_file.get(exclude_file, ()) if r < n] if exclude_file is not None else []
-    if view.fast and view.codes is not None and view.scales is not None:
-        approx = approximate_scores(view.codes, view.scales, query, n)
-        approx[view.dead] = -np.inf
-        approx[excluded] = -np.inf
-        count = min(n, max(limit * CANDIDATES_PER_HIT, MIN_CANDIDATES))
-        rows = np.argpartition(approx, n - count)[n - count :] if count < n else np.arange(n)
-        rows = np.sort(rows[np.isfinite(approx[rows])])  # in file order: fewer page faults on the memory map
-        scores = view.exact[rows] @ query
-    else:
-        scores = view.exact[:n] @ query
-        scores[view.dead] = -np.inf
-        scores[excluded] = -np.inf
-        rows = np.arange(n)
-    k = min(limit, len(rows))
-    if k == 0:
-        return []
-    top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [
-        Hit(song_id=view.song_ids[rows[i]], file=view.files[rows[i]], score=float(scores[i]))
-        for i in top
-        if np.isfinite(scores[i])
-    ]
+    scores = np.concatenate(found_scores)
+    owners = np.concatenate([np.full(rows.size, number) for number, rows in found_rows])
+    rows = np.concatenate([rows for _, rows in found_rows])
+    best = np.argsort(-scores, kind="stable")[:limit]
+    hits = []
+    for i in best:
+        segment = snapshot.parts[int(owners[i])].segment
+        row = int(rows[i])
+        hits.append(Hit(song_id=song_id_at(segment.song_ids, row), file=segment.name_at(row), score=float(scores[i])))
+    return hits

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
+from derived.store import forget_held
 from embeddings.index import VectorIndex, VectorIndexError, get_vector_index
-from embeddings.index.local import LocalVectorIndex, forget_mirrors
-from embeddings.models import IndexVersion, StoredVector
+from embeddings.index.local import LocalVectorIndex, wants_fast
+from embeddings.models import StoredVector
 from embeddings.registry import model_dim
 
 pytestmark = pytest.mark.django_db
@@ -93,7 +94,7 @@ BACKENDS = [
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -> Iterator[Backend]:
     settings.VAR_DIR = tmp_path
-    forget_mirrors()
+    forget_held()
     run = uuid.uuid4().hex[:8]  # model names of their own, so runs sharing a server never see each other's vectors
     if request.param == "local":
         yield Backend("local", lambda model: get_vector_index(f"{model}-{run}", DIM), _at_once)
@@ -102,7 +103,7 @@ def backend(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -> It
         settings.MONGODB_URI = ATLAS_URI
         settings.MONGODB_COLLECTION = request.getfixturevalue("atlas_collection")
         yield Backend("atlas", lambda model: get_vector_index(f"{model}-{run}", DIM), _within(60))
-    forget_mirrors()
+    forget_held()
 
 
 def test_hits_come_nearest_first_with_dot_product_scores(backend: Backend) -> None:
@@ -219,18 +220,17 @@ def test_local_fast_path_finds_what_exact_search_finds(settings: Any, tmp_path: 
         StoredVector(song_id=song, file=f"uploads/{i}.mp3", model=model, dim=dim, vector=vectors[i].tobytes())
         for i, song in enumerate(songs)
     )
-    IndexVersion.objects.create(model=model)
     index = LocalVectorIndex(model=model, dim=dim)
 
     settings.LOCAL_INDEX_FAST_THRESHOLD = 0  # exact: the reference
-    forget_mirrors()
+    forget_held()
     queries = range(0, count, 100)
     exact = {i: index.search(vectors[i], limit=10, exclude_file=f"uploads/{i}.mp3") for i in queries}
-    assert not index.view().fast
+    assert not wants_fast(index.snapshot().live_rows)
 
     settings.LOCAL_INDEX_FAST_THRESHOLD = 1000
-    forget_mirrors()
-    assert index.view().fast
+    forget_held()
+    assert wants_fast(index.snapshot().live_rows)
     for i in queries:
         fast = index.search(vectors[i], limit=10, exclude_file=f"uploads/{i}.mp3")
         assert [hit.song_id for hit in fast] == [hit.song_id for hit in exact[i]]  # recall@10 == 1, same order
@@ -246,7 +246,7 @@ def test_local_fast_path_finds_what_exact_search_finds(settings: Any, tmp_path: 
     assert hits[0].score == pytest.approx(1.0, abs=1e-6)
     index.delete(newcomer)
     assert newcomer not in {hit.song_id for hit in index.search(vectors[0], limit=5)}
-    forget_mirrors()
+    forget_held()
 
 
 def test_a_song_is_found_at_once_after_wait_searchable_returns(backend: Backend) -> None:

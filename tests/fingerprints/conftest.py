@@ -6,7 +6,8 @@ from functools import lru_cache
 
 import pytest
 
-from fingerprints.index.local import LocalFingerprintIndex, forget_mirror
+from derived.store import forget_held
+from fingerprints.index.local import LocalFingerprintIndex
 from fingerprints.landmarks import Landmarks, landmarks
 from tests.fingerprints.music import song
 
@@ -15,10 +16,10 @@ SONG_SEEDS = (11, 12, 13, 14)
 
 @pytest.fixture(autouse=True)
 def fresh_mirror() -> Iterator[None]:
-    """Each test starts with no in-memory table, as a fresh process would."""
-    forget_mirror()
+    """Each test starts holding no view of the derived index, as a fresh process would."""
+    forget_held()
     yield
-    forget_mirror()
+    forget_held()
 
 
 @lru_cache(maxsize=16)

@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from derived.store import forget_held
 from fingerprints.index import get_fingerprint_index
-from fingerprints.index.local import LocalFingerprintIndex, forget_mirror
+from fingerprints.index.local import LocalFingerprintIndex
 from fingerprints.landmarks import landmarks
 from fingerprints.management.commands.evaluate_identify import mix, mp3_roundtrip
-from fingerprints.models import FingerprintIndexVersion, SongFingerprints
+from fingerprints.models import SongFingerprints
 from fingerprints.selectors import identify
 from fingerprints.services import add_song_fingerprints, remove_song_fingerprints
 from tests.fingerprints.music import excerpt, pink_noise, song, white_noise
@@ -110,15 +111,14 @@ def test_writes_of_other_processes_reach_a_loaded_table(catalog: dict[int, uuid.
     match = identify(excerpt(song(21), 9.0, 4.0))
     assert match is not None and match.song_id == late
 
-    # ...and deletes, as a raw database change plus the version bump every write makes.
-    SongFingerprints.objects.filter(song_id=late).delete()
-    FingerprintIndexVersion.objects.update_or_create(name="local", defaults={"version": uuid.uuid4()})
+    # ...and deletes.
+    LocalFingerprintIndex().remove(late)
     match = identify(excerpt(song(21), 9.0, 4.0))
     assert match is None or match.song_id != late
 
 
 def test_a_fresh_process_loads_the_table_from_the_database(catalog: dict[int, uuid.UUID]) -> None:
-    forget_mirror()
+    forget_held()
 
     match = identify(excerpt(song(14), 25.0, 4.0))
 

@@ -1,4 +1,4 @@
-"""The in-memory table, the packed storage format, the landmarks and the index factory, without audio files."""
+"""Fingerprint segments and lookup, the packed format, the landmarks and the index factory, without audio files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fingerprints.index import FingerprintIndexError, get_fingerprint_index, stop_limit
-from fingerprints.index.local import HashTable, LocalFingerprintIndex, MemoryFingerprintIndex, pack, unpack
+from derived.store import Part, Snapshot
+from fingerprints.index import FingerprintIndexError, get_fingerprint_index, postings, stop_limit
+from fingerprints.index.local import LocalFingerprintIndex, MemoryFingerprintIndex, pack, unpack
 from fingerprints.index.mongo import MongoFingerprintIndex
+from fingerprints.index.postings import PostingCodec, PostingSegment, lookup, merge_into
 from fingerprints.landmarks import FRAME_SECONDS, HASH_BITS, landmarks, query_landmarks
 from tests.fingerprints.music import excerpt, song
 
@@ -37,14 +39,18 @@ def as_set(hits: Any) -> set[tuple[Any, ...]]:
     }
 
 
+def _snapshot(index: MemoryFingerprintIndex) -> Snapshot[PostingSegment]:
+    return Snapshot(tuple(index.parts))
+
+
 def test_lookup_returns_every_entry_with_a_query_hash_paired_with_each_query_position() -> None:
     rng = np.random.default_rng(0)
     songs = {uuid.uuid4(): random_song(rng, 300) for _ in range(6)}
-    table = HashTable()
-    table.add_many([(k, h, t) for k, (h, t) in songs.items()])
+    index = MemoryFingerprintIndex()
+    index.add_many([(k, h, t) for k, (h, t) in songs.items()])
     query = np.concatenate([rng.integers(0, 600, 40), [7, 7, 7]]).astype(np.uint32)  # repeats and misses
 
-    hits = table.snapshot.lookup(query)
+    hits = lookup(_snapshot(index), query)
 
     assert len(hits) == len(brute_force(songs, query)) > 0
     assert as_set(hits) == brute_force(songs, query)
@@ -53,44 +59,64 @@ def test_lookup_returns_every_entry_with_a_query_hash_paired_with_each_query_pos
 def test_songs_added_one_by_one_are_found_like_songs_loaded_at_once() -> None:
     rng = np.random.default_rng(1)
     songs = {uuid.uuid4(): random_song(rng, n) for n in (20000, 50, 70, 3000, 10)}
-    table = HashTable()
+    index = MemoryFingerprintIndex()
     for song_id, (hashes, times) in songs.items():
-        table.add(song_id, hashes, times)  # the small ones go to the recent segment, a big one is merged
+        index.add(song_id, hashes, times)  # one segment each
     query = rng.integers(0, 500, 60).astype(np.uint32)
 
-    assert as_set(table.snapshot.lookup(query)) == brute_force(songs, query)
+    assert as_set(lookup(_snapshot(index), query)) == brute_force(songs, query)
 
 
-def test_removed_songs_vanish_and_compaction_keeps_the_others() -> None:
+def test_merged_segments_keep_the_live_songs_and_drop_the_removed(tmp_path: Any) -> None:
     rng = np.random.default_rng(2)
     songs = {uuid.uuid4(): random_song(rng, 2000) for _ in range(20)}
-    table = HashTable()
-    table.add_many([(k, h, t) for k, (h, t) in songs.items()])
-    removed = list(songs)[:12]
-    for song_id in removed:
-        assert table.remove(song_id)
+    index = MemoryFingerprintIndex()
+    items = list(songs.items())
+    for start in range(0, 20, 5):
+        index.add_many([(k, h, t) for k, (h, t) in items[start : start + 5]])
+    for song_id in list(songs)[:12]:
+        index.remove(song_id)
         del songs[song_id]
-    assert not table.remove(removed[0])
 
-    snapshot = table.snapshot
-    # Compacted on the way: dead entries are dropped once they are a quarter of the table.
-    assert 8 * 2000 <= snapshot.entries <= 8 * 2000 / 0.75
-    assert table.stats().songs == 8 and table.stats().hashes == 16000
+    merge_into(tmp_path, [(part.segment, part.alive) for part in index.parts])
+    merged = PostingCodec().open(tmp_path)
+
+    assert merged.landmarks == 8 * 2000 and merged.song_ids.size == 8
     query = rng.integers(0, 500, 60).astype(np.uint32)
-    assert as_set(snapshot.lookup(query)) == brute_force(songs, query)
+    whole = Snapshot((Part(name="merged", segment=merged, alive=np.ones(8, dtype=np.bool_)),))
+    assert as_set(lookup(whole, query)) == brute_force(songs, query)
+    assert as_set(lookup(_snapshot(index), query)) == brute_force(songs, query)
+
+
+def test_merging_in_many_small_steps_gives_the_same_segment(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    songs = {uuid.uuid4(): random_song(rng, 3000, hash_space=2**23) for _ in range(6)}
+    index = MemoryFingerprintIndex()
+    for song_id, (hashes, times) in songs.items():
+        index.add(song_id, hashes, times)
+    parts = [(part.segment, part.alive) for part in index.parts]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "many").mkdir()
+    merge_into(tmp_path / "one", parts)
+    monkeypatch.setattr(postings, "_LANDMARKS_PER_CHUNK", 1000)  # about 18 steps over ranges of hashes
+    merge_into(tmp_path / "many", parts)
+
+    one, many = PostingCodec().open(tmp_path / "one"), PostingCodec().open(tmp_path / "many")
+    for name in ("song_ids", "starts", "keys", "offsets", "positions"):
+        assert np.array_equal(getattr(one, name), getattr(many, name)), name
 
 
 def test_adding_a_song_again_replaces_it() -> None:
     rng = np.random.default_rng(3)
     song_id = uuid.uuid4()
-    table = HashTable()
-    table.add(song_id, *random_song(rng, 100))
+    index = MemoryFingerprintIndex()
+    index.add(song_id, *random_song(rng, 100))
     new = random_song(rng, 80)
-    table.add(song_id, *new)
+    index.add(song_id, *new)
 
     query = np.arange(500, dtype=np.uint32)
-    assert as_set(table.snapshot.lookup(query)) == brute_force({song_id: new}, query)
-    assert table.stats().hashes == 80
+    assert as_set(index.lookup(query)) == brute_force({song_id: new}, query)
+    assert index.stats().hashes == 80 and index.stats().songs == 1
 
 
 def test_a_hash_stored_too_often_is_skipped() -> None:

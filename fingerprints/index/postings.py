@@ -1,0 +1,303 @@
+"""Fingerprint segments: landmarks grouped by hash, four bytes per stored landmark, and the lookup over them.
+
+A segment holds songs, each owning a run of consecutive positions, one per analysis frame, from `starts[song]`;
+a landmark is stored as its position (song start + anchor frame, a uint32), so the position alone names both song
+and time. Postings are grouped by hash: `keys` (the distinct hashes, sorted), `offsets` (where each key's
+positions begin) and `positions` (ascending within a key). On disk, as `.npy` files every process maps read-only:
+`ids`, `starts`, `frames`, `counts` (per song), `keys`, `offsets`, `positions`: 4 bytes per landmark plus 12 per
+distinct hash plus ~40 per song.
+
+A lookup reads only the postings of the query's hashes (binary search in `keys`), skipping hashes stored more often
+than the stop limit, and marks entries of dead songs out through the snapshot's alive masks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib import format as npy_format
+
+from derived.store import BoolArray, CorruptIndex, IdArray, Snapshot, ids_array, song_id_at
+from fingerprints.index import FingerprintIndexError, Hits, check_landmarks
+from fingerprints.landmarks import ALGORITHM
+from fingerprints.models import SongFingerprints
+
+U32 = npt.NDArray[np.uint32]
+I64 = npt.NDArray[np.int64]
+Payload = tuple[U32, U32]  # (hashes, anchor frames)
+
+_MAX_POSITION = 2**32 - 1
+# Landmarks per chunk when a rebuild reads every song, and per step when merging: bounds memory to a few hundred MB.
+_LANDMARKS_PER_CHUNK = 16_000_000
+_FILES = ("ids", "starts", "frames", "counts", "keys", "offsets", "positions")
+
+
+@dataclass(frozen=True)
+class PostingSegment:
+    song_ids: IdArray
+    starts: I64
+    frames: I64
+    counts: I64
+    keys: U32
+    offsets: I64
+    positions: U32
+    nbytes: int
+
+    @property
+    def landmarks(self) -> int:
+        return int(self.positions.size)
+
+
+def expand(starts: npt.NDArray[np.integer[Any]], counts: npt.NDArray[np.integer[Any]], total: int) -> I64:
+    """Concatenated ranges [starts[i], starts[i] + counts[i]) as one int64 array of `total` items."""
+    offsets = np.cumsum(counts) - counts
+    return np.arange(total, dtype=np.int64) - np.repeat(offsets - starts, counts).astype(np.int64)
+
+
+def _grouped(hashes: U32, positions: U32) -> tuple[U32, I64, U32]:
+    """(keys, offsets, positions) of landmarks grouped by hash, positions ascending within each."""
+    order = np.lexsort((positions, hashes))
+    hashes, positions = hashes[order], positions[order]
+    first = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if hashes.size else np.empty(0, np.int64)
+    return hashes[first], np.r_[first, hashes.size].astype(np.int64), positions
+
+
+def build(items: Sequence[tuple[UUID, Payload]]) -> dict[str, npt.NDArray[Any]]:
+    """The arrays of a segment of these songs, in order."""
+    frames = np.asarray([int(t.max()) + 1 if t.size else 1 for _, (_, t) in items], dtype=np.int64)
+    starts = np.cumsum(frames) - frames
+    if starts.size and int(starts[-1] + frames[-1]) > _MAX_POSITION:
+        raise FingerprintIndexError("too many songs for one fingerprint segment (2**32 frames of audio)")
+    hashes = np.concatenate([h for _, (h, _) in items]) if items else np.empty(0, np.uint32)
+    positions = (
+        np.concatenate([t.astype(np.int64) + start for (_, (_, t)), start in zip(items, starts, strict=True)])
+        if items
+        else np.empty(0, np.int64)
+    ).astype(np.uint32)
+    keys, offsets, grouped = _grouped(hashes.astype(np.uint32), positions)
+    return {
+        "ids": ids_array([song_id for song_id, _ in items]),
+        "starts": starts,
+        "frames": frames,
+        "counts": np.asarray([h.size for _, (h, _) in items], dtype=np.int64),
+        "keys": keys,
+        "offsets": offsets,
+        "positions": grouped,
+    }
+
+
+def segment_of(arrays: dict[str, npt.NDArray[Any]], nbytes: int = 0) -> PostingSegment:
+    return PostingSegment(
+        song_ids=arrays["ids"],
+        starts=arrays["starts"],
+        frames=arrays["frames"],
+        counts=arrays["counts"],
+        keys=arrays["keys"],
+        offsets=arrays["offsets"],
+        positions=arrays["positions"],
+        nbytes=nbytes or sum(int(a.nbytes) for a in arrays.values()),
+    )
+
+
+class PostingCodec:
+    """Fingerprints of the current algorithm (see `derived.store.Codec`)."""
+
+    def _rows(self) -> Any:
+        return SongFingerprints.objects.filter(algorithm=ALGORITHM)
+
+    def load(self, song_ids: Sequence[UUID]) -> dict[UUID, Payload]:
+        from fingerprints.index.local import unpack
+
+        rows = self._rows().filter(song_id__in=list(song_ids)).values_list("song_id", "count", "data")
+        return {song_id: unpack(bytes(data), count) for song_id, count, data in rows}
+
+    def load_all(self) -> Iterator[list[tuple[UUID, Payload]]]:
+        from fingerprints.index.local import unpack
+
+        chunk: list[tuple[UUID, Payload]] = []
+        landmarks = 0
+        for song_id, count, data in self._rows().order_by("pk").values_list("song_id", "count", "data").iterator(200):
+            chunk.append((song_id, unpack(bytes(data), count)))
+            landmarks += count
+            if landmarks >= _LANDMARKS_PER_CHUNK:
+                yield chunk
+                chunk, landmarks = [], 0
+        yield chunk
+
+    def write(self, folder: Path, items: Sequence[tuple[UUID, Payload]]) -> None:
+        for name, array in build(items).items():
+            np.save(folder / f"{name}.npy", array, allow_pickle=False)
+
+    def merge(self, folder: Path, parts: Sequence[tuple[PostingSegment, BoolArray]]) -> None:
+        merge_into(folder, parts)
+
+    def open(self, folder: Path) -> PostingSegment:
+        try:
+            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _FILES}
+            nbytes = sum((folder / f"{name}.npy").stat().st_size for name in _FILES)
+        except (OSError, ValueError) as exc:
+            raise CorruptIndex(f"fingerprint segment {folder.name}: {exc}") from exc
+        songs, keys = arrays["ids"].shape[0], arrays["keys"].shape[0]
+        expected = {
+            "ids": ((songs,), np.dtype("S16")),
+            "starts": ((songs,), np.dtype(np.int64)),
+            "frames": ((songs,), np.dtype(np.int64)),
+            "counts": ((songs,), np.dtype(np.int64)),
+            "keys": ((keys,), np.dtype(np.uint32)),
+            "offsets": ((keys + 1,), np.dtype(np.int64)),
+            "positions": ((arrays["positions"].shape[0],), np.dtype(np.uint32)),
+        }
+        for name, (shape, dtype) in expected.items():
+            if arrays[name].shape != shape or arrays[name].dtype != dtype:
+                raise CorruptIndex(f"fingerprint segment {folder.name}: {name} is {arrays[name].shape}")
+        offsets = arrays["offsets"]
+        if int(offsets[0]) != 0 or int(offsets[-1]) != arrays["positions"].size:
+            raise CorruptIndex(f"fingerprint segment {folder.name}: offsets do not cover the positions")
+        if int(arrays["counts"].sum()) != arrays["positions"].size:
+            raise CorruptIndex(f"fingerprint segment {folder.name}: song counts do not add up to the positions")
+        return segment_of(arrays, nbytes)
+
+
+def merge_into(folder: Path, parts: Sequence[tuple[PostingSegment, BoolArray]]) -> None:
+    """One segment of the parts' live songs, in order, written in bounded steps over ranges of hashes."""
+    new_starts: list[I64] = []
+    shifts: list[I64] = []
+    next_start = 0
+    for segment, alive in parts:
+        frames = segment.frames[alive]
+        starts = next_start + np.cumsum(frames) - frames
+        shift = np.zeros(alive.size, dtype=np.int64)
+        shift[alive] = starts - segment.starts[alive]
+        new_starts.append(starts)
+        shifts.append(shift)
+        next_start += int(frames.sum())
+    if next_start > _MAX_POSITION:
+        raise FingerprintIndexError("too many songs for one fingerprint segment (2**32 frames of audio)")
+    total = sum(int(segment.counts[alive].sum()) for segment, alive in parts)
+    out = npy_format.open_memmap(folder / "positions.npy", "w+", np.uint32, (total,))
+    keys_out: list[U32] = []
+    counts_out: list[I64] = []
+    written = 0
+    for low, high in _key_ranges(parts):
+        batch_keys: list[U32] = []
+        batch_positions: list[I64] = []
+        for (segment, alive), shift in zip(parts, shifts, strict=True):
+            a, b = np.searchsorted(segment.keys, [low, high])
+            if a == b:
+                continue
+            lo, hi = int(segment.offsets[a]), int(segment.offsets[b])
+            positions = segment.positions[lo:hi].astype(np.int64)
+            keys = np.repeat(segment.keys[a:b], np.diff(segment.offsets[a : b + 1]))
+            song = np.searchsorted(segment.starts, positions, side="right") - 1
+            live = alive[song]
+            batch_keys.append(keys[live])
+            batch_positions.append(positions[live] + shift[song[live]])
+        if not batch_keys:
+            continue
+        keys = np.concatenate(batch_keys)
+        positions = np.concatenate(batch_positions)
+        order = np.argsort(keys, kind="stable")  # parts stay in order within a key: positions stay ascending
+        keys, positions = keys[order], positions[order]
+        out[written : written + keys.size] = positions
+        written += keys.size
+        if keys.size:
+            first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            keys_out.append(keys[first])
+            counts_out.append(np.diff(np.r_[first, keys.size]))
+    out.flush()
+    del out
+    counts = np.concatenate(counts_out) if counts_out else np.empty(0, np.int64)
+    arrays = {
+        "ids": np.concatenate([segment.song_ids[alive] for segment, alive in parts]),
+        "starts": np.concatenate(new_starts) if new_starts else np.empty(0, np.int64),
+        "frames": np.concatenate([segment.frames[alive] for segment, alive in parts]),
+        "counts": np.concatenate([segment.counts[alive] for segment, alive in parts]),
+        "keys": np.concatenate(keys_out) if keys_out else np.empty(0, np.uint32),
+        "offsets": np.r_[0, np.cumsum(counts)].astype(np.int64),
+    }
+    for name, array in arrays.items():
+        np.save(folder / f"{name}.npy", array, allow_pickle=False)
+
+
+def _key_ranges(parts: Sequence[tuple[PostingSegment, BoolArray]]) -> list[tuple[int, int]]:
+    """Ranges [low, high) of hash values that split the parts' postings into steps of about _LANDMARKS_PER_CHUNK."""
+    total = sum(segment.landmarks for segment, _ in parts)
+    steps = max(1, -(-total // _LANDMARKS_PER_CHUNK))
+    largest = max((segment for segment, _ in parts), key=lambda s: s.landmarks, default=None)
+    if steps == 1 or largest is None or largest.keys.size == 0:
+        return [(0, 2**32)]
+    at = np.searchsorted(largest.offsets, np.linspace(0, largest.landmarks, steps + 1)[1:-1])
+    cuts = sorted({int(largest.keys[min(i, largest.keys.size - 1)]) for i in at})
+    bounds = [0, *cuts, 2**32]
+    return [(low, high) for low, high in itertools.pairwise(bounds) if low < high]
+
+
+def lookup(snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32], max_per_hash: int = 0) -> Hits:
+    """Entries of live songs whose hash is in `hashes`; a hash with more than `max_per_hash` entries (if > 0),
+    counted over every segment, is skipped."""
+    query = np.asarray(hashes, dtype=np.uint32)
+    parts = [part for part in snapshot.parts if part.segment.keys.size]
+    if query.size == 0 or not parts:
+        return Hits.empty()
+    order = np.argsort(query, kind="stable")
+    ordered = query[order]
+    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    unique = ordered[first]
+    multiplicity = np.diff(np.r_[first, ordered.size])
+    ranges = []
+    for part in parts:
+        keys = part.segment.keys
+        at = np.minimum(np.searchsorted(keys, unique), keys.size - 1)
+        present = keys[at] == unique
+        counts = np.where(present, part.segment.offsets[at + 1] - part.segment.offsets[at], 0)
+        ranges.append((np.asarray(part.segment.offsets[at]), counts))
+    if max_per_hash > 0:
+        common = sum(counts for _, counts in ranges) > max_per_hash
+        for _, counts in ranges:
+            counts[common] = 0
+    song_ids: list[UUID] = []
+    songs: list[I64] = []
+    ref_times: list[I64] = []
+    which: list[I64] = []
+    for part, (lo, counts) in zip(parts, ranges, strict=True):
+        total = int(counts.sum())
+        if total == 0:
+            continue
+        segment = part.segment
+        position = segment.positions[expand(lo, counts, total)].astype(np.int64)
+        unique_index = np.repeat(np.arange(unique.size, dtype=np.int64), counts)
+        song = np.searchsorted(segment.starts, position, side="right") - 1
+        live = part.alive[song]
+        position, unique_index, song = position[live], unique_index[live], song[live]
+        if song.size == 0:
+            continue
+        used, local = np.unique(song, return_inverse=True)
+        songs.append(local.astype(np.int64) + len(song_ids))
+        song_ids.extend(song_id_at(segment.song_ids, int(i)) for i in used)
+        ref_times.append(position - segment.starts[song])
+        which.append(unique_index)
+    if not songs:
+        return Hits.empty()
+    song = np.concatenate(songs)
+    ref_time = np.concatenate(ref_times)
+    unique_index = np.concatenate(which)
+    # Each hit pairs with every query position holding its hash.
+    repeats = multiplicity[unique_index]
+    total = int(repeats.sum())
+    return Hits(
+        song_ids=song_ids,
+        songs=np.repeat(song, repeats),
+        ref_times=np.repeat(ref_time, repeats),
+        query_positions=order[expand(first[unique_index], repeats, total)].astype(np.int64),
+    )
+
+
+def checked(items: Sequence[tuple[UUID, Any, Any]]) -> list[tuple[UUID, Payload]]:
+    return [(song_id, check_landmarks(hashes, times)) for song_id, hashes, times in items]
