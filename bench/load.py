@@ -1,16 +1,20 @@
-"""Uploads and searches together against the real stack on loopback, then a check that no song was lost or doubled.
+"""Uploads, searches and churn together against the real stack on loopback, then an audit of every song.
 
 Usage: python bench/load.py [--duration 60] [--uploads-per-minute 30] [--search-clients 2] [--seed-songs 20]
-                            [--track-seconds 20] [--web-workers 2]
+                            [--track-seconds 20] [--web-workers 2] [--churn-per-minute 60 | --no-churn]
 
 Starts, in a throwaway folder: redis-server (append-only), gunicorn with production settings (DEBUG off), and one
 Celery worker (the `features` model), with SQLite and local storage. It uploads `--seed-songs` songs first, exactly
 as a browser does (ask for a URL, PUT the file, confirm), waits for them, then for `--duration` seconds runs an
-uploader at a fixed rate beside `--search-clients` threads that each ask for "more like this" of a random ready
-song as fast as answers come. Afterwards it waits for every upload to finish and checks, against the database,
-the storage folder and the vector index, that each upload is exactly one song, one stored file and one vector.
-Prints searches per second with latency percentiles, uploads per minute, ingest latency, and the check.
-This prints figures; it is not a test.
+uploader at a fixed rate beside `--search-clients` threads that each ask for "more like this" of a random seed song
+as fast as answers come, and (unless `--no-churn`) a staff client doing churn at `--churn-per-minute` (bench/churn.py):
+deletes through the staff API (often of a song still being ingested), re-uploads of the bytes of live and of deleted
+songs, uploads that cannot be ingested and retries of them, and title edits through the admin's change form.
+Afterwards it waits for every live song to finish and audits database, storage folder, vector and fingerprint tables
+against what the product answered: each live song is one row, one stored object, one vector and one fingerprint set
+(a file that fails: row and object only) with the last title an edit saved, each deleted song has none of them, and
+`check_consistency` must find nothing. Prints searches per second with latency percentiles, uploads per minute,
+ingest latency, the churn done and the audit. This prints figures; it is not a test.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +39,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.churn import Churn, Ledger, Staff, audit, upload
 from bench.stack import production_env
 from tests.services import RedisServer, free_port, start_worker, stop_worker, wait_for_port
 
@@ -67,24 +73,12 @@ class Results:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def upload(session: requests.Session, base: str, path: Path) -> str:
-    body = path.read_bytes()
-    ticket = session.post(
-        f"{base}/api/uploads/", json={"file_name": path.name, "content_type": "audio/mpeg", "size": len(body)}
-    )
-    ticket.raise_for_status()
-    data = ticket.json()
-    target = data["upload"]
-    session.put(target["url"], data=body, headers=target["headers"]).raise_for_status()
-    session.post(f"{base}/api/songs/{data['song_id']}/uploaded/").raise_for_status()
-    return str(data["song_id"])
-
-
 def statuses(database: Path, song_ids: list[str]) -> dict[str, str]:
+    """Status by song id (hex, as SQLite holds it) of those of `song_ids` that have a row."""
     with sqlite3.connect(database, timeout=30) as connection:
         rows = connection.execute("SELECT id, status FROM catalog_song").fetchall()
-    wanted = {song_id.replace("-", "") for song_id in song_ids}
-    return {row[0]: row[1] for row in rows if row[0].replace("-", "") in wanted}
+    wanted = set(song_ids)
+    return {row[0]: row[1] for row in rows if row[0] in wanted}
 
 
 def wait_finished(database: Path, song_ids: list[str], seconds: float) -> dict[str, str]:
@@ -98,6 +92,22 @@ def wait_finished(database: Path, song_ids: list[str], seconds: float) -> dict[s
         time.sleep(0.5)
 
 
+STAFF_SCRIPT = """
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+user = User.objects.create_superuser("bench", "", "{password}")
+print(Token.objects.create(user=user).key)
+"""
+KEYS_SCRIPT = "from catalog.storage import get_storage\nfor key in get_storage().list_keys('uploads/'): print(key)"
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=60.0)
@@ -106,6 +116,8 @@ def main() -> None:
     parser.add_argument("--seed-songs", type=int, default=20)
     parser.add_argument("--track-seconds", type=float, default=20.0)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--churn", action=argparse.BooleanOptionalAction, default=True, help="on by default")
+    parser.add_argument("--churn-per-minute", type=float, default=60.0)
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="resonance-load-"))
@@ -118,7 +130,10 @@ def main() -> None:
     print(f"writing {args.seed_songs + planned} tracks of {args.track_seconds:g} s ...", file=sys.stderr)
     tracks = write_tracks(scratch, args.seed_songs + planned, args.track_seconds)
     redis.start()
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    manage(env, "migrate", "-v", "0")
+    manage(env, "collectstatic", "--no-input", "-v", "0")  # the admin's pages need the manifest with DEBUG off
+    password = uuid.uuid4().hex
+    token = manage(env, "shell", "-c", STAFF_SCRIPT.format(password=password)).strip().splitlines()[-1]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     web = subprocess.Popen(
@@ -131,23 +146,24 @@ def main() -> None:
     )
     worker = start_worker(scratch / "worker.log", env)
     results = Results()
+    ledger = Ledger()
     try:
         wait_for_port(port, 60)
         session = requests.Session()
-        seeds = [upload(session, base, path) for path in tracks[: args.seed_songs]]
+        for path in tracks[: args.seed_songs]:
+            ledger.add(upload(session, base, path.name, path.read_bytes()), path, seed=True)
+        seeds = list(ledger.sources)
         seeded = wait_finished(database, seeds, 300)
-        ready = [song_id for song_id in seeds if seeded.get(song_id.replace("-", "")) == "ready"]
+        ready = [song_id for song_id in seeds if seeded.get(song_id) == "ready"]
         if not ready:
             raise SystemExit("no seed song became ready; see " + str(scratch / "worker.log"))
-        ready_lock = threading.Lock()
         stop = threading.Event()
 
         def search_client(seed: int) -> None:
             client = requests.Session()
             pick = random.Random(seed)
             while not stop.is_set():
-                with ready_lock:
-                    song_id = pick.choice(ready)
+                song_id = uuid.UUID(pick.choice(ready))
                 started = time.perf_counter()
                 try:
                     answer = client.get(f"{base}/api/songs/{song_id}/more-like-this/", params={"limit": 10})
@@ -171,7 +187,8 @@ def main() -> None:
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += interval
                 try:
-                    song_id = upload(client, base, path)
+                    song_id = upload(client, base, path.name, path.read_bytes())
+                    ledger.add(song_id, path)
                     with results.lock:
                         results.uploaded[song_id] = time.monotonic()
                 except requests.RequestException as exc:
@@ -180,6 +197,9 @@ def main() -> None:
 
         threads = [threading.Thread(target=search_client, args=(i,)) for i in range(args.search_clients)]
         threads.append(threading.Thread(target=uploader))
+        if args.churn:
+            churn = Churn(Staff(base, "bench", password, token), ledger, base, args.churn_per_minute, seed=7)
+            threads.append(threading.Thread(target=churn.run, args=(stop,)))
         began = time.monotonic()
         for thread in threads:
             thread.start()
@@ -190,29 +210,16 @@ def main() -> None:
         wall = time.monotonic() - began
 
         drain_started = time.monotonic()
-        finished = wait_finished(database, list(results.uploaded), 600)
+        live = ledger.live()
+        finished = wait_finished(database, live, 600)
         drained = time.monotonic() - drain_started
         check = subprocess.run(
             [sys.executable, "manage.py", "check_consistency"], cwd=ROOT, env=env, capture_output=True, text=True
         )
-        with sqlite3.connect(database) as connection:
-            songs = connection.execute("SELECT COUNT(*) FROM catalog_song").fetchone()[0]
-            vectors = connection.execute(
-                "SELECT COUNT(*), COUNT(DISTINCT song_id) FROM embeddings_storedvector"
-            ).fetchone()
-            ready_count = connection.execute("SELECT COUNT(*) FROM catalog_song WHERE status='ready'").fetchone()[0]
-        listing = subprocess.run(
-            [
-                *(sys.executable, "manage.py", "shell", "-c"),
-                "from catalog.storage import get_storage; print(sum(1 for _ in get_storage().list_keys('uploads/')))",
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        stored = int(listing.stdout.strip().splitlines()[-1])
+        stored_keys = [
+            line for line in manage(env, "shell", "-c", KEYS_SCRIPT).splitlines() if line.startswith("uploads/")
+        ]
+        problems = audit(database, stored_keys, ledger)
 
         ms = np.asarray(results.search_seconds) * 1000
         p50, p95, p99 = np.percentile(ms, [50, 95, 99]) if ms.size else (0, 0, 0)
@@ -224,19 +231,20 @@ def main() -> None:
         )
         print(
             f"uploads: {sent} confirmed ({sent / wall * 60:.1f}/min), {len(results.upload_errors)} errors; "
-            f"after the run {sum(s == 'ready' for s in finished.values())} ready, "
-            f"{sum(s == 'failed' for s in finished.values())} failed, "
-            f"{sent - len(finished)} missing; the last finished {drained:.1f} s after the uploads stopped"
+            f"the last song finished {drained:.1f} s after the load stopped"
         )
+        if args.churn:
+            print(f"churn: {sum(ledger.outcomes.values())} actions")
+            for outcome, times in sorted(ledger.outcomes.items()):
+                print(f"  {outcome}: {times}")
         print(
-            f"check: {songs} songs ({args.seed_songs} seed + {sent}), {ready_count} ready, "
-            f"{stored} stored files, {vectors[0]} vectors for {vectors[1]} songs"
+            f"audit: {len(ledger.sources)} songs made ({len(seeds)} seed), {len(ledger.deleted)} deleted, "
+            f"{len(live)} live: {sum(s == 'ready' for s in finished.values())} ready, "
+            f"{sum(s == 'failed' for s in finished.values())} failed, "
+            f"{len(ledger.titles)} with an edited title; {len(stored_keys)} stored objects"
         )
-        lost = (
-            songs != args.seed_songs + sent or stored != songs or vectors[0] != ready_count or vectors[1] != vectors[0]
-        )
-        print("lost or duplicated: " + ("YES" if lost else "none"))
-        print("check_consistency: " + check.stdout.strip().splitlines()[-1] if check.stdout else check.stderr)
+        print("lost, duplicated, orphaned or resurrected: " + ("; ".join(problems[:20]) if problems else "none"))
+        print("check_consistency: " + (check.stdout.strip().splitlines()[-1] if check.stdout else check.stderr))
         print(f"load average {os.getloadavg()} on {os.cpu_count()} CPUs")
     finally:
         stop_worker(worker)
