@@ -17,7 +17,7 @@ from uuid import UUID
 import mutagen
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 
 from catalog import lifecycle
 from catalog.models import Song, SongStatus, SongTag
@@ -331,14 +331,19 @@ def _mark_ready(song: Song, probed: Probe, audio: DecodedAudio, model_name: str,
         from_=from_,
         to=SongStatus.READY,
         sha256=probed.sha256,
-        title=song.title or probed.title or Path(song.original_file_name).stem,
-        artist=song.artist or probed.artist,
-        album=song.album or probed.album,
+        title=_unless_set("title", probed.title or Path(song.original_file_name).stem),
+        artist=_unless_set("artist", probed.artist),
+        album=_unless_set("album", probed.album),
         duration_seconds=probed.duration_seconds or audio.seconds,
         embedding_model=model_name,
         ingest_note=note,
         failure_reason="",
     )
+
+
+def _unless_set(name: str, fallback: str) -> Case:
+    """The row's value as it is at the update, or `fallback` where empty, so an edit saved meanwhile is kept."""
+    return Case(When(**{name: ""}, then=Value(fallback)), default=F(name))
 
 
 def _sentence(exc: Exception) -> str:

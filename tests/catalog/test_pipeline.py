@@ -332,3 +332,41 @@ def test_a_reembed_whose_song_is_deleted_meanwhile_takes_back_its_new_vector(
     assert pipeline.reembed(song, "features") is False
 
     assert _traces(song, settings) == {"row": False, "vectors": 0, "fingerprints": 0, "object": False}
+
+
+@pytest.mark.parametrize("step", ["fetch", "index", "fingerprint", "tag"])
+def test_an_edit_saved_during_an_ingest_is_kept_when_the_song_becomes_ready(tmp_path: Path, monkeypatch, step) -> None:
+    from catalog import pipeline, services
+
+    song = _imported_song(tmp_path)
+
+    def edit() -> None:
+        services.update_song_details(Song.objects.get(pk=song.pk), title="Edited", artist="Someone", album="")
+
+    ran = _around(monkeypatch, step, "before", edit)
+
+    pipeline.ingest(song.pk)
+
+    assert ran == [step]
+    song.refresh_from_db()
+    assert song.status == SongStatus.READY
+    assert (song.title, song.artist) == ("Edited", "Someone")
+
+
+@pytest.mark.parametrize("step", ["index", "tag"])
+def test_an_edit_saved_during_a_reembed_is_kept(tmp_path: Path, monkeypatch, step) -> None:
+    from catalog import pipeline, services
+
+    song = _imported_song(tmp_path)
+    pipeline.ingest(song.pk)
+    song.refresh_from_db()
+
+    def edit() -> None:
+        services.update_song_details(Song.objects.get(pk=song.pk), title="Edited", artist="", album="An album")
+
+    _around(monkeypatch, step, "before", edit)
+
+    assert pipeline.reembed(song, "features") is True
+
+    song.refresh_from_db()
+    assert (song.title, song.album) == ("Edited", "An album")
