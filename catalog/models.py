@@ -36,6 +36,9 @@ class Song(models.Model):
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="songs"
     )
+    uploader_session = models.CharField(
+        max_length=64, blank=True, default="", editable=False, help_text="SHA-256 of the uploading visitor's session."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

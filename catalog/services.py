@@ -59,9 +59,11 @@ def safe_file_name(name: str) -> str:
 
 
 def create_upload(
-    *, file_name: str, content_type: str, size: int, uploaded_by: User | None = None
+    *, file_name: str, content_type: str, size: int, uploaded_by: User | None = None, visitor: str = ""
 ) -> tuple[Song, UploadTicket]:
-    """Register a song waiting for its file and hand out a presigned upload for a server-chosen key."""
+    """Register a song waiting for its file and hand out a presigned upload for a server-chosen key.
+
+    `visitor` identifies the session of an uploader without an account (see catalog.api.permissions.visitor_of)."""
     content_type = content_type.split(";")[0].strip().lower()
     if content_type not in AUDIO_CONTENT_TYPES:
         raise InvalidUpload(
@@ -81,6 +83,7 @@ def create_upload(
         size=size,
         status=SongStatus.PENDING_UPLOAD,
         uploaded_by=uploaded_by,
+        uploader_session=visitor,
     )
     ticket = get_storage().presign_upload(
         song.object_key,

@@ -16,6 +16,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
 from catalog import selectors, services
+from catalog.api.permissions import visitor_of
 from catalog.api.serializers import SongSerializer
 from catalog.errors import CatalogError
 from catalog.models import SongStatus
@@ -78,6 +79,8 @@ def _song_urls() -> dict[str, str]:
 @ensure_csrf_cookie
 @public_or_login
 def home(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        visitor_of(request, create=True)  # before the page's parallel uploads, so they all share one session
     config = {
         "maxUploadMb": settings.MAX_UPLOAD_MB,
         "acceptedContentTypes": sorted(services.AUDIO_CONTENT_TYPES),

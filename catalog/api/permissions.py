@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
@@ -33,14 +35,15 @@ class IsStaff(BasePermission):
         return bool(request.user and request.user.is_staff)
 
 
-ANONYMOUS_UPLOADS_KEY = "anonymous_uploads"
-ANONYMOUS_UPLOADS_KEPT = 200  # the newest uploads a visitor's session may still confirm or retry
+def visitor_of(request: HttpRequest, *, create: bool = False) -> str:
+    """A visitor without an account is known by their session: its key's SHA-256 ("" without a session).
 
-
-def remember_anonymous_upload(request: Request, song_id: str) -> None:
-    """A visitor without an account owns the uploads made in their session, and only those."""
-    kept = [*request.session.get(ANONYMOUS_UPLOADS_KEY, []), song_id][-ANONYMOUS_UPLOADS_KEPT:]
-    request.session[ANONYMOUS_UPLOADS_KEY] = kept
+    Each song records its uploader's, so concurrent uploads never race on one session value."""
+    if create and not request.session.session_key:
+        request.session.setdefault("visitor", True)
+        request.session.save()
+    key = request.session.session_key
+    return hashlib.sha256(key.encode()).hexdigest() if key else ""
 
 
 class OwnsSong(BasePermission):
@@ -55,4 +58,5 @@ class OwnsSong(BasePermission):
         if owner_id is not None:
             return bool(owner_id == request.user.pk)
         # No uploader: an import, or a visitor's upload, which only that visitor's session may touch.
-        return not request.user.is_authenticated and str(obj.pk) in request.session.get(ANONYMOUS_UPLOADS_KEY, [])
+        visitor = "" if request.user.is_authenticated else visitor_of(request)
+        return bool(visitor) and visitor == getattr(obj, "uploader_session", "")

@@ -21,7 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from catalog import maps, selectors, services
-from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong, remember_anonymous_upload
+from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong, visitor_of
 from catalog.api.serializers import (
     CatalogMapSerializer,
     ErrorSerializer,
@@ -70,9 +70,8 @@ class UploadCreateApi(APIView):
         data = UploadRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         uploader = request.user if request.user.is_authenticated else None
-        song, ticket = services.create_upload(**data.validated_data, uploaded_by=uploader)
-        if uploader is None:
-            remember_anonymous_upload(request, str(song.id))
+        visitor = "" if uploader else visitor_of(request, create=True)
+        song, ticket = services.create_upload(**data.validated_data, uploaded_by=uploader, visitor=visitor)
         return Response(
             {
                 "song_id": str(song.id),

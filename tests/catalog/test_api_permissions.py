@@ -168,3 +168,20 @@ def test_a_forged_forwarded_for_header_does_not_escape_the_rate_limit(api) -> No
         cache.clear()
 
     assert codes == [201, 201, 429]
+
+
+def test_a_visitors_parallel_uploads_can_all_be_confirmed(settings) -> None:
+    settings.ALLOW_ANONYMOUS_UPLOADS = True
+    visitor = APIClient()
+    assert visitor.get("/").status_code == 200  # the page opens the session its uploads share
+    session_before = dict(visitor.session.items())
+    first = visitor.post("/api/uploads/", UPLOAD, format="json").json()["song_id"]
+    # A parallel request that read the session before `first` was made saves it back as it was.
+    stale = visitor.session
+    stale.clear()
+    stale.update(session_before)
+    stale.save()
+    second = visitor.post("/api/uploads/", UPLOAD, format="json").json()["song_id"]
+
+    for song_id in (first, second):
+        assert visitor.post(f"/api/songs/{song_id}/uploaded/").status_code == 409  # allowed; no file yet
