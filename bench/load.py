@@ -39,7 +39,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.churn import Churn, Ledger, Staff, audit, upload
+from bench.churn import Churn, Ledger, Staff, audit, shared_bytes, upload
 from bench.stack import production_env
 from tests.services import RedisServer, free_port, start_worker, stop_worker, wait_for_port
 
@@ -241,7 +241,8 @@ def main() -> None:
             f"audit: {len(ledger.sources)} songs made ({len(seeds)} seed), {len(ledger.deleted)} deleted, "
             f"{len(live)} live: {sum(s == 'ready' for s in finished.values())} ready, "
             f"{sum(s == 'failed' for s in finished.values())} failed, "
-            f"{len(ledger.titles)} with an edited title; {len(stored_keys)} stored objects"
+            f"{len(ledger.titles)} with an edited title, {shared_bytes(database)} sharing their bytes with another; "
+            f"{len(stored_keys)} stored objects"
         )
         print("lost, duplicated, orphaned or resurrected: " + ("; ".join(problems[:20]) if problems else "none"))
         print("check_consistency: " + (check.stdout.strip().splitlines()[-1] if check.stdout else check.stderr))
