@@ -10,6 +10,12 @@ wesnoth); files of `--holdout-family` are left out of the index and their querie
 soundtracks of one game share material (remasters, loops) and are no test of unrelated audio.
 `--set` overrides a constant of fingerprints.landmarks, e.g. `--set "REFERENCE=Density(30, 10)"`, or of
 fingerprints.selectors with a `selectors.` prefix, e.g. `--set selectors.CHANCE_PER_HASH=1/4000`.
+`--triplets BITS` tries hashes of three peaks instead of pairs: each anchor with every two of its first `fanout`
+targets (or, for songs, the first `--reference-combos` such two: neighbouring targets first), the third peak's
+frame and bin differences divided by `--third-step`, the key mixed down to BITS bits (HASH_BITS is set to match,
+so the stop list scales as it would).
+`--stop-at-scale` leaves out of each query the hashes the stop list would skip at `--scale-hours` (judged from
+corpus counts, so pessimistic for rare hashes): what a catalog of that size would find, not just fetch.
 
 Prints per setting the unthresholded scores (best, runner-up song, the best song's background) and, for a grid of
 FINGERPRINT_MIN_MATCHES x FINGERPRINT_MIN_CONFIDENCE, the share of right answers and of false matches.
@@ -86,6 +92,111 @@ def make_queries(audio: dict[str, np.ndarray], seconds: float, snr: float, seed:
     return queries
 
 
+def use_min_df(min_df: int) -> None:
+    """Make lm.targets pass over targets fewer than `min_df` bins above or below their anchor."""
+
+    def targets(t: np.ndarray, f: np.ndarray, fanout: int) -> tuple[np.ndarray, np.ndarray]:
+        n = t.size
+        anchors, found = [], []
+        taken = np.zeros(n, dtype=np.int64)
+        for k in range(1, n):
+            i = np.arange(n - k)
+            j = i + k
+            dt = t[j] - t[i]
+            open_ = (dt <= lm.MAX_DT) & (taken[: n - k] < fanout)
+            if not np.any(open_):
+                break
+            df = np.abs(f[j] - f[i])
+            ok = open_ & (dt >= lm.MIN_DT) & (df <= lm.MAX_DF) & (df >= min_df)
+            anchors.append(i[ok])
+            found.append(j[ok])
+            taken[i[ok]] += 1
+        if not anchors:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        a, b = np.concatenate(anchors), np.concatenate(found)
+        order = np.lexsort((b, a))
+        return a[order], b[order]
+
+    lm.targets = targets
+
+
+def use_level(step: float, margin: float) -> None:
+    """Make pair hashes carry 2 more bits: the target's log magnitude minus the anchor's, in 4 levels `step` apart
+    (around 0); a query also hashes the next level where it is within `margin` of it (noise moves magnitudes)."""
+
+    def landmarks_8k(x: np.ndarray, density: lm.Density) -> lm.Landmarks:
+        log_mag, log_floor = lm.spectrogram(x)
+        t, f = lm.peaks(log_mag, log_floor, density)
+        a, b = lm.targets(t, f, density.fanout)
+        df_bits, dt_bits = (2 * lm.MAX_DF).bit_length(), lm.MAX_DT.bit_length()
+        base = (f[a] << (df_bits + dt_bits)) | ((f[b] - f[a] + lm.MAX_DF) << dt_bits) | (t[b] - t[a])
+        ratio = (log_mag[t[b], f[b]] - log_mag[t[a], f[a]]) / step + 2
+        level = np.clip(np.floor(ratio), 0, 3).astype(np.int64)
+        levels, anchors = [level], [a]
+        if density is not lm.REFERENCE:
+            inside = ratio - np.floor(ratio)
+            for near, other in ((inside < margin / step, level - 1), (inside > 1 - margin / step, level + 1)):
+                keep = near & (other >= 0) & (other <= 3) & (ratio > 0) & (ratio < 4)
+                levels.append(other[keep])
+                anchors.append(a[keep])
+                base = np.r_[base, base[: level.size][keep]]
+        hashes = (np.concatenate(levels) << 23) | base
+        times = t[np.concatenate(anchors)]
+        order = np.argsort(times, kind="stable")
+        return lm.Landmarks(
+            hashes[order].astype(np.uint32), times[order].astype(np.uint32), int(t.size), int(log_mag.shape[0])
+        )
+
+    lm._landmarks_8k = landmarks_8k
+    lm.HASH_BITS = 25
+
+
+def triplets(
+    t: np.ndarray, f: np.ndarray, fanout: int, combos: int, step: tuple[int, int], bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, anchor frames) of each anchor with two of its first `fanout` targets."""
+    a, b = lm.targets(t, f, fanout)
+    if a.size == 0:
+        return np.empty(0, np.uint32), np.empty(0, np.uint32)
+    rank = np.arange(a.size) - np.searchsorted(a, a, side="left")
+    table = np.full((t.size, fanout), -1, dtype=np.int64)
+    table[a, rank] = b
+    choices = sorted(((i, j) for j in range(1, fanout) for i in range(j)), key=lambda ij: (ij[1] - ij[0] > 1, ij[1]))
+    rows, second, third = [], [], []
+    for i, j in choices[: combos or None]:
+        found = np.flatnonzero(table[:, j] >= 0)
+        rows.append(found)
+        second.append(table[found, i])
+        third.append(table[found, j])
+    order = np.argsort(np.concatenate(rows), kind="stable")
+    anchor, b, c = (np.concatenate(x)[order] for x in (rows, second, third))
+    u = np.uint64
+    key = (
+        f[anchor].astype(u)
+        | ((f[b] - f[anchor] + lm.MAX_DF).astype(u) << u(8))
+        | ((t[b] - t[anchor]).astype(u) << u(16))
+        | (((f[c] - f[anchor] + lm.MAX_DF) // step[0]).astype(u) << u(24))
+        | (((t[c] - t[anchor]) // step[1]).astype(u) << u(32))
+    )
+    # Multiplicative hashing: the top bits of key x (golden ratio x 2^64) spread the keys evenly.
+    hashes = ((key * u(0x9E3779B97F4A7C15)) >> u(64 - bits)).astype(np.uint32)
+    return hashes, t[anchor].astype(np.uint32)
+
+
+def use_triplets(bits: int, reference_combos: int, step: tuple[int, int]) -> None:
+    """Make lm.landmarks and lm.query_landmarks hash triplets (see the module docstring)."""
+
+    def landmarks_8k(x: np.ndarray, density: lm.Density) -> lm.Landmarks:
+        log_mag, log_floor = lm.spectrogram(x)
+        t, f = lm.peaks(log_mag, log_floor, density)
+        combos = reference_combos if density is lm.REFERENCE else 0
+        hashes, times = triplets(t, f, density.fanout, combos, step, bits)
+        return lm.Landmarks(hashes, times, peaks=int(t.size), frames=int(log_mag.shape[0]))
+
+    lm._landmarks_8k = landmarks_8k
+    lm.HASH_BITS = bits
+
+
 class HashTable:
     """How often each hash occurs in the index, to extrapolate what a lookup fetches in a larger catalog."""
 
@@ -116,18 +227,19 @@ class HashTable:
             f"{stop_limit(int(at_scale))}"
         )
 
-    def postings(self, query: np.ndarray, own: np.ndarray | None, at_scale: float) -> float:
-        """Expected entries fetched for the query's hashes at `at_scale` entries, its own song left out (no stop
-        list: one corpus count says too little of a hash's count at scale, so this is an upper bound)."""
-        unique = np.unique(query)
-        counts = self.count(unique).astype(np.float64)
+    def at_scale(self, query: np.ndarray, own: np.ndarray | None, at_scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """(other songs', own song's) expected entries of each query hash in a catalog of `at_scale` entries: the
+        own song's as they are, the others' scaled up from this corpus (an upper bound for rare hashes, whose
+        one corpus count says little)."""
+        counts = self.count(query).astype(np.float64)
+        mine = np.zeros_like(counts)
         rest = self.total
         if own is not None:
-            mine, times = np.unique(own, return_counts=True)
-            at = np.minimum(np.searchsorted(mine, unique), mine.size - 1)
-            counts -= np.where(mine[at] == unique, times[at], 0)
+            kinds, times = np.unique(own, return_counts=True)
+            at = np.minimum(np.searchsorted(kinds, query), kinds.size - 1)
+            mine = np.where(kinds[at] == query, times[at], 0).astype(np.float64)
             rest -= own.size
-        return float(counts.sum() * at_scale / rest)
+        return (counts - mine) * at_scale / max(1, rest), mine
 
 
 def main() -> None:
@@ -140,11 +252,29 @@ def main() -> None:
     parser.add_argument("--holdout-family", default="wesnoth")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--scale-hours", type=float, default=6700.0, help="catalog size to extrapolate postings to")
+    parser.add_argument("--min-df", type=int, default=0, help="targets at least this many bins from the anchor")
+    parser.add_argument("--level-step", type=float, default=0.0, help="pairs with 2 bits of magnitude ratio")
+    parser.add_argument("--level-margin", type=float, default=0.1)
+    parser.add_argument("--triplets", type=int, default=0, metavar="BITS", help="hash three peaks into BITS bits")
+    parser.add_argument("--reference-combos", type=int, default=0, help="triplets per anchor stored (0: all)")
+    parser.add_argument("--third-step", default="1,1", help="the third peak's bin,frame difference divided by")
+    parser.add_argument(
+        "--stop-at-scale",
+        action="store_true",
+        help="skip the query hashes the stop list would skip at --scale-hours (as judged from corpus counts)",
+    )
     args = parser.parse_args()
     for item in args.set:
         name, value = item.split("=", 1)
         module = selectors if name.startswith("selectors.") else lm
         setattr(module, name.removeprefix("selectors."), eval(value, vars(module)))  # noqa: S307 (run by hand)
+    if args.min_df:
+        use_min_df(args.min_df)
+    if args.level_step:
+        use_level(args.level_step, args.level_margin)
+    if args.triplets:
+        df_step, dt_step = (int(x) for x in args.third_step.split(","))
+        use_triplets(args.triplets, args.reference_combos, (df_step, dt_step))
     args.cache.mkdir(parents=True, exist_ok=True)
     audio = load_corpus(args.corpus, args.cache)
     ids = {name: uuid.uuid5(uuid.NAMESPACE_URL, name) for name in audio}
@@ -165,6 +295,7 @@ def main() -> None:
     table = HashTable(np.concatenate([found.hashes for found in songs.values()]))
     at_scale = stats.hashes / hours * args.scale_hours
     print(table.summary(at_scale, args.scale_hours))
+    scale_limit = stop_limit(int(at_scale))
     for setting in args.settings.split(","):
         seconds, snr = (float(x) for x in setting.split(":"))
         rows = []
@@ -172,12 +303,20 @@ def main() -> None:
         for name, start, clip in make_queries(audio, seconds, snr, args.seed, args.queries, args.cache):
             began = time.perf_counter()
             query = lm.query_landmarks(clip)
-            match = best_match(query, index.lookup(query.hashes))
-            ms = (time.perf_counter() - began) * 1000
+            spent = time.perf_counter() - began
             known = family(name) != args.holdout_family
-            right = match is not None and known and match.song_id == ids[name]
             own = songs[name] if known else None
-            postings.append(table.postings(query.hashes, own.hashes if own else None, at_scale))
+            others, mine = table.at_scale(query.hashes, own.hashes if own else None, at_scale)
+            kept = others + mine <= (scale_limit if args.stop_at_scale else np.inf)
+            if not np.all(kept):
+                query = lm.Landmarks(query.hashes[kept], query.times[kept], query.peaks, query.frames)
+            began = time.perf_counter()
+            match = best_match(query, index.lookup(query.hashes))
+            ms = (spent + time.perf_counter() - began) * 1000
+            right = match is not None and known and match.song_id == ids[name]
+            # Each distinct hash is fetched once.
+            _, distinct = np.unique(query.hashes, return_index=True)
+            postings.append(float(others[kept][distinct].sum()))
             sizes.append(len(query))
             if own is not None:
                 first = round(float(start) / lm.FRAME_SECONDS)
