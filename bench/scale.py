@@ -285,7 +285,8 @@ def measure(
     rss, pss = after[extra]
     added = sum(p for _, p in after.values()) - sum(p for _, p in before.values())
     lines.append(
-        f"  one more worker (SIGTTIN), after serving every endpoint ({sum(warm.values()):.1f} s): RSS {rss:,.0f}  PSS {pss:,.0f};"
+        f"  one more worker (SIGTTIN), after serving every endpoint ({sum(warm.values()):.1f} s): "
+        f"RSS {rss:,.0f}  PSS {pss:,.0f};"
         f" the workers' PSS sum grew by {added:,.0f}"
     )
     os.kill(master, signal.SIGTTOU)

@@ -14,7 +14,7 @@ import numpy as np
 from embeddings.base import FloatArray, Tag
 
 LABELS_FILE_NAME = "class_labels_indices.csv"
-LABELS_URL = "http://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/class_labels_indices.csv"
+LABELS_URL = "https://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/class_labels_indices.csv"
 # The real file is about 15 KB; anything far larger is not a label file.
 LABELS_MAX_BYTES = 1_000_000
 
