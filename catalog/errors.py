@@ -21,6 +21,11 @@ class PayloadTooLarge(CatalogError):
     code = "too_large"
 
 
+class LengthRequired(CatalogError):
+    status_code = 411
+    code = "length_required"
+
+
 class UploadMissing(CatalogError):
     status_code = 409
     code = "upload_missing"

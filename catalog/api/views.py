@@ -35,7 +35,7 @@ from catalog.api.serializers import (
     UploadRequestSerializer,
     UploadResponseSerializer,
 )
-from catalog.errors import InvalidClip, PayloadTooLarge
+from catalog.errors import InvalidClip, LengthRequired, PayloadTooLarge
 from catalog.models import Song, SongStatus
 from embeddings.registry import active_model_name, model_dim
 
@@ -230,6 +230,9 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 def refuse_oversize_clip(request: Request) -> None:
     """Refuse a clip larger than SIMILAR_CLIP_MAX_MB from its Content-Length, before any of the body is read."""
     length = request.META.get("CONTENT_LENGTH") or ""
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # Its size is unknown until it is read, and Django's form parser ignores a body of unknown length.
+        raise LengthRequired("Send the clip with a Content-Length; chunked bodies are not accepted.")
     limit = settings.SIMILAR_CLIP_MAX_MB * 1024 * 1024
     if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD_BYTES:
         raise PayloadTooLarge(f"The clip is larger than {settings.SIMILAR_CLIP_MAX_MB} MB; send a shorter excerpt.")

@@ -231,3 +231,21 @@ def test_an_oversize_clip_is_refused_with_413_before_its_body_is_read(api, setti
     assert response.status_code == 413
     assert response.json()["code"] == "too_large"
     assert parsed == []  # nothing of the body was read, so nothing reached a temporary file
+
+
+@pytest.mark.parametrize("endpoint", ["/api/search/similar/", "/api/identify/"])
+def test_a_chunked_clip_of_unknown_size_is_refused_before_its_body_is_read(api, monkeypatch, endpoint) -> None:
+    import io
+
+    from rest_framework.parsers import MultiPartParser
+
+    parsed: list[bool] = []
+    monkeypatch.setattr(MultiPartParser, "parse", lambda *args, **kwargs: parsed.append(True))
+    clip = io.BytesIO(b"\0" * 1024)
+    clip.name = "clip.wav"
+
+    response = api.post(endpoint, {"clip": clip}, format="multipart", HTTP_TRANSFER_ENCODING="chunked")
+
+    assert response.status_code == 411
+    assert response.json()["code"] == "length_required"
+    assert parsed == []
