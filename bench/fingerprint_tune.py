@@ -227,10 +227,9 @@ class HashTable:
             f"{stop_limit(int(at_scale))}"
         )
 
-    def at_scale(self, query: np.ndarray, own: np.ndarray | None, at_scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """(other songs', own song's) expected entries of each query hash in a catalog of `at_scale` entries: the
-        own song's as they are, the others' scaled up from this corpus (an upper bound for rare hashes, whose
-        one corpus count says little)."""
+    def others(self, query: np.ndarray, own: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
+        """(other songs' entries, own song's entries) of each query hash in this corpus, and the other songs'
+        total entries."""
         counts = self.count(query).astype(np.float64)
         mine = np.zeros_like(counts)
         rest = self.total
@@ -239,7 +238,22 @@ class HashTable:
             at = np.minimum(np.searchsorted(kinds, query), kinds.size - 1)
             mine = np.where(kinds[at] == query, times[at], 0).astype(np.float64)
             rest -= own.size
-        return (counts - mine) * at_scale / max(1, rest), mine
+        return counts - mine, mine, rest
+
+
+def expected_rates(counts: list[np.ndarray], reliable: int = 200) -> np.ndarray:
+    """E[true rate | corpus count c] for c = 0, 1, ... over the query hashes seen (Robbins' empirical Bayes for
+    Poisson counts: (c + 1) M(c + 1) / M(c), M(c) the query hashes counted c times), kept nondecreasing; the plain
+    count from where M(c + 1) is too small to say. Rare hashes are mostly rarer than their one corpus count, so
+    scaling counts up as they are would stop nearly every hash seen at all at a larger catalog."""
+    pooled = np.concatenate(counts).astype(np.int64)
+    m = np.bincount(pooled, minlength=2).astype(np.float64)
+    rates = np.arange(m.size, dtype=np.float64)
+    for c in range(m.size - 1):
+        if m[c + 1] < reliable:
+            break
+        rates[c] = (c + 1) * m[c + 1] / m[c]
+    return np.maximum.accumulate(rates)
 
 
 def main() -> None:
@@ -299,15 +313,25 @@ def main() -> None:
     for setting in args.settings.split(","):
         seconds, snr = (float(x) for x in setting.split(":"))
         rows = []
-        postings, recalls, sizes = [], [], []
+        postings, recalls, sizes, stopped = [], [], [], []
+        prepared = []
         for name, start, clip in make_queries(audio, seconds, snr, args.seed, args.queries, args.cache):
             began = time.perf_counter()
             query = lm.query_landmarks(clip)
             spent = time.perf_counter() - began
             known = family(name) != args.holdout_family
             own = songs[name] if known else None
-            others, mine = table.at_scale(query.hashes, own.hashes if own else None, at_scale)
-            kept = others + mine <= (scale_limit if args.stop_at_scale else np.inf)
+            prepared.append(
+                (name, start, query, spent, known, own, *table.others(query.hashes, own.hashes if own else None))
+            )
+        rates = expected_rates([p[6] for p in prepared])
+        for name, start, query, spent, known, own, others, mine, rest in prepared:
+            # Postings: the plain scaled count (unbiased, the query being independent of the other songs); the
+            # stop list: the expected rate given the count, as a catalog that size would see it.
+            fetched = others * at_scale / rest
+            expected = mine + rates[others.astype(np.int64)] * at_scale / rest
+            kept = expected <= (scale_limit if args.stop_at_scale else np.inf)
+            stopped.append(float(np.mean(expected > scale_limit)))
             if not np.all(kept):
                 query = lm.Landmarks(query.hashes[kept], query.times[kept], query.peaks, query.frames)
             began = time.perf_counter()
@@ -316,7 +340,7 @@ def main() -> None:
             right = match is not None and known and match.song_id == ids[name]
             # Each distinct hash is fetched once.
             _, distinct = np.unique(query.hashes, return_index=True)
-            postings.append(float(others[kept][distinct].sum()))
+            postings.append(float(fetched[kept][distinct].sum()))
             sizes.append(len(query))
             if own is not None:
                 first = round(float(start) / lm.FRAME_SECONDS)
@@ -335,7 +359,8 @@ def main() -> None:
             f"  time p50 {np.percentile(r[:, 6], 50):.0f} ms, p95 {np.percentile(r[:, 6], 95):.0f} ms; query "
             f"landmarks p50 {np.median(sizes):.0f}; recall (right matches / stored landmarks in the span) p5/p50 "
             f"{np.percentile(recalls, [5, 50]).round(3)}; postings at {args.scale_hours:g} h p50/p95 "
-            f"{np.percentile(postings, [50, 95]).round(-3)}"
+            f"{np.percentile(postings, [50, 95]).round(-3)}; query hashes the stop list there skips p50 "
+            f"{np.median(stopped):.3f}"
         )
         for label, part in (("right best", known[known[:, 1] == 1]), ("held-out best", unknown)):
             if len(part):
