@@ -14,8 +14,12 @@ fingerprints.selectors with a `selectors.` prefix, e.g. `--set selectors.CHANCE_
 targets (or, for songs, the first `--reference-combos` such two: neighbouring targets first), the third peak's
 frame and bin differences divided by `--third-step`, the key mixed down to BITS bits (HASH_BITS is set to match,
 so the stop list scales as it would).
-`--stop-at-scale` leaves out of each query the hashes the stop list would skip at `--scale-hours` (judged from
-corpus counts, so pessimistic for rare hashes): what a catalog of that size would find, not just fetch.
+`--min-df N` passes over targets fewer than N bins from their anchor (sustained tones make those pairs common);
+`--level-step W` adds 2 bits to pair hashes: the target's log magnitude minus the anchor's in levels W apart, the
+query also trying the next level within `--level-margin`.
+`--stop-at-scale` leaves out of each query the hashes the stop list would skip at `--scale-hours` (each judged by
+its expected rate given its corpus count, see expected_rates): what a catalog of that size would find, not just
+what it would fetch. The postings printed are those of the hashes looked up.
 
 Prints per setting the unthresholded scores (best, runner-up song, the best song's background) and, for a grid of
 FINGERPRINT_MIN_MATCHES x FINGERPRINT_MIN_CONFIDENCE, the share of right answers and of false matches.
