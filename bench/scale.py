@@ -276,6 +276,12 @@ def measure(
     before = {pid: memory_mb(pid) for pid in workers(master)}
     lines += [f"  worker {pid}: RSS {rss:,.0f}  PSS {pss:,.0f}" for pid, (rss, pss) in before.items()]
     lines.append(f"  sum: RSS {sum(r for r, _ in before.values()):,.0f}  PSS {sum(p for _, p in before.values()):,.0f}")
+    # With WEB_PRELOAD the master holds the libraries the workers share: its PSS is part of the web tier's memory.
+    master_rss, master_pss = memory_mb(master)
+    lines.append(
+        f"  master: RSS {master_rss:,.0f}  PSS {master_pss:,.0f}; workers + master PSS "
+        f"{sum(p for _, p in before.values()) + master_pss:,.0f}"
+    )
 
     os.kill(master, signal.SIGTTIN)
     extra = wait_new_worker(master, set(before))
