@@ -248,7 +248,9 @@ class MongoFingerprintIndex:
 
     def song_ids(self) -> list[UUID]:
         with _guard("list fingerprinted songs"):
-            return [_as_uuid(document["_id"]) for document in self._songs().find({}, {"_id": 1})]
+            # Songs fingerprinted by another algorithm are not listed, so `reindex` fingerprints them again.
+            songs = self._songs().find({"a": ALGORITHM}, {"_id": 1})
+            return [_as_uuid(document["_id"]) for document in songs]
 
     def stats(self) -> IndexStats:
         with _guard("read fingerprint statistics"):

@@ -406,3 +406,13 @@ def test_live_rebuilt_counts_match_the_postings(live_index: MongoFingerprintInde
     kept, truth = stored_counts(index)
     assert kept == truth == {1: 2, 2: 2, 3: 1}
     assert len(index.lookup(np.array([1, 2, 3], dtype=np.uint32))) == 5
+
+
+def test_song_ids_lists_only_songs_fingerprinted_by_the_current_algorithm(server: MockupDB) -> None:
+    index = get_fingerprint_index()
+    song = uuid.uuid4()
+    future = go(index.song_ids)
+    request = server.receives()
+    assert request["find"] == SONGS and request["filter"] == {"a": ALGORITHM}
+    cursor(request, [{"_id": Binary.from_uuid(song)}], SONGS)
+    assert future() == [song]
