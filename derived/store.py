@@ -26,7 +26,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -79,6 +79,25 @@ def ids_array(song_ids: Sequence[UUID]) -> IdArray:
 def song_id_at(ids: IdArray, row: int) -> UUID:
     # Indexing an S16 array strips trailing zero bytes; a one-row slice's bytes keep all sixteen.
     return UUID(bytes=ids[row : row + 1].tobytes())
+
+
+def open_arrays(folder: Path, names: Sequence[str], what: str) -> tuple[dict[str, npt.NDArray[Any]], int]:
+    """A segment's `.npy` files mapped read-only, and their bytes on disk; CorruptIndex if one is unreadable."""
+    try:
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in names}
+        nbytes = sum((folder / f"{name}.npy").stat().st_size for name in names)
+    except (OSError, ValueError) as exc:
+        raise CorruptIndex(f"{what} segment {folder.name}: {exc}") from exc
+    return arrays, nbytes
+
+
+def check_shapes(
+    folder: Path, arrays: dict[str, npt.NDArray[Any]], expected: Mapping[str, tuple[tuple[int, ...], Any]], what: str
+) -> None:
+    """CorruptIndex unless every array has the shape and dtype its segment's counts imply."""
+    for name, (shape, dtype) in expected.items():
+        if arrays[name].shape != shape or arrays[name].dtype != np.dtype(dtype):
+            raise CorruptIndex(f"{what} segment {folder.name}: {name} is {arrays[name].shape} {arrays[name].dtype}")
 
 
 class Segment(Protocol):

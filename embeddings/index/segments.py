@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from derived.store import BoolArray, CorruptIndex, IdArray, ids_array
+from derived.store import BoolArray, CorruptIndex, IdArray, check_shapes, ids_array, open_arrays
 from embeddings.base import FloatArray
 from embeddings.index import VectorIndexError
 from embeddings.models import StoredVector
@@ -151,23 +151,17 @@ class VectorCodec:
         _save(folder, "scales", np.concatenate([seg.scales[rows] for (seg, _), rows in zip(parts, keep, strict=True)]))
 
     def open(self, folder: Path) -> VectorSegment:
-        try:
-            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _FILES}
-            nbytes = sum((folder / f"{name}.npy").stat().st_size for name in _FILES)
-        except (OSError, ValueError) as exc:
-            raise CorruptIndex(f"vector segment {folder.name}: {exc}") from exc
+        arrays, nbytes = open_arrays(folder, _FILES, "vector")
         rows = arrays["ids"].shape[0] if arrays["ids"].ndim == 1 else -1
         expected = {
-            "ids": ((rows,), np.dtype("S16")),
-            "name_offsets": ((rows + 1,), np.dtype(np.int64)),
-            "name_hashes": ((rows,), np.dtype(np.uint64)),
-            "vectors": ((rows, self.dim), np.dtype(np.float32)),
-            "codes": ((rows, self.dim), np.dtype(np.int8)),
-            "scales": ((rows,), np.dtype(np.float32)),
+            "ids": ((rows,), "S16"),
+            "name_offsets": ((rows + 1,), np.int64),
+            "name_hashes": ((rows,), np.uint64),
+            "vectors": ((rows, self.dim), np.float32),
+            "codes": ((rows, self.dim), np.int8),
+            "scales": ((rows,), np.float32),
         }
-        for name, (shape, dtype) in expected.items():
-            if arrays[name].shape != shape or arrays[name].dtype != dtype:
-                raise CorruptIndex(f"vector segment {folder.name}: {name} is {arrays[name].shape} {arrays[name].dtype}")
+        check_shapes(folder, arrays, expected, "vector")
         offsets = arrays["name_offsets"]
         if arrays["names"].ndim != 1 or (rows and int(offsets[-1]) != arrays["names"].size):
             raise CorruptIndex(f"vector segment {folder.name}: names do not match their offsets")

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from derived.store import BoolArray, CorruptIndex, IdArray, Snapshot, ids_array, song_id_at
+from derived.store import BoolArray, CorruptIndex, IdArray, Snapshot, check_shapes, ids_array, open_arrays, song_id_at
 from fingerprints.index import FingerprintIndexError, Hits, check_landmarks
 from fingerprints.landmarks import ALGORITHM
 from fingerprints.models import SongFingerprints
@@ -139,24 +139,18 @@ class PostingCodec:
         merge_into(folder, parts)
 
     def open(self, folder: Path) -> PostingSegment:
-        try:
-            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _FILES}
-            nbytes = sum((folder / f"{name}.npy").stat().st_size for name in _FILES)
-        except (OSError, ValueError) as exc:
-            raise CorruptIndex(f"fingerprint segment {folder.name}: {exc}") from exc
+        arrays, nbytes = open_arrays(folder, _FILES, "fingerprint")
         songs, keys = arrays["ids"].shape[0], arrays["keys"].shape[0]
         expected = {
-            "ids": ((songs,), np.dtype("S16")),
-            "starts": ((songs,), np.dtype(np.int64)),
-            "frames": ((songs,), np.dtype(np.int64)),
-            "counts": ((songs,), np.dtype(np.int64)),
-            "keys": ((keys,), np.dtype(np.uint32)),
-            "offsets": ((keys + 1,), np.dtype(np.int64)),
-            "positions": ((arrays["positions"].shape[0],), np.dtype(np.uint32)),
+            "ids": ((songs,), "S16"),
+            "starts": ((songs,), np.int64),
+            "frames": ((songs,), np.int64),
+            "counts": ((songs,), np.int64),
+            "keys": ((keys,), np.uint32),
+            "offsets": ((keys + 1,), np.int64),
+            "positions": ((arrays["positions"].shape[0],), np.uint32),
         }
-        for name, (shape, dtype) in expected.items():
-            if arrays[name].shape != shape or arrays[name].dtype != dtype:
-                raise CorruptIndex(f"fingerprint segment {folder.name}: {name} is {arrays[name].shape}")
+        check_shapes(folder, arrays, expected, "fingerprint")
         offsets = arrays["offsets"]
         if int(offsets[0]) != 0 or int(offsets[-1]) != arrays["positions"].size:
             raise CorruptIndex(f"fingerprint segment {folder.name}: offsets do not cover the positions")
