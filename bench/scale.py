@@ -6,7 +6,7 @@ Usage: python bench/scale.py --songs N [--web-workers 4] [--model features] [--r
 In a throwaway folder (production settings, SQLite, local storage, local vector and fingerprint indexes) it builds
 the catalog: N synthetic ready songs (and 1% failed ones) written in bulk: titles, artists, albums and sound tags,
 clustered unit vectors of the active model, and fingerprints drawn from hash frequencies measured on real songs
-(see bench/scale_build.py); then `manage.py sync_indexes` when the command exists; then `--real-songs` real corpus
+(see bench/scale_build.py); then `manage.py sync_indexes --compact`; then `--real-songs` real corpus
 songs through `import_audio` (the product's ingest). Then it starts redis-server, gunicorn with
 `--web-workers` sync workers and one Celery worker, has every worker serve every endpoint (the others paused with
 SIGSTOP so it takes each connection), and prints one table: p50/p95 per endpoint (one request at a time, a new
@@ -104,7 +104,6 @@ def build(args: argparse.Namespace, env: dict[str, str], tracks: list[Path]) -> 
     lines.append(f"hash model ({time.perf_counter() - started:.1f} s): {hashes.describe()}")
     started = time.perf_counter()
     times = scale_build.build_synthetic(args.songs, model, model_dim(model), hashes, args.build_processes)
-    scale_build.bump_index_versions(model)
     lines.append(
         f"{args.songs:,} synthetic songs ({time.perf_counter() - started:.1f} s): rows {times.songs:.1f} s, "
         f"placeholder files {times.files:.1f} s, tags {times.tags:.1f} s, {model} vectors {times.vectors:.1f} s, "
@@ -112,12 +111,10 @@ def build(args: argparse.Namespace, env: dict[str, str], tracks: list[Path]) -> 
         f"{times.fingerprint_bytes / 1e9:.2f} GB packed)"
     )
     connections.close_all()
-    if manage(env, "help", "sync_indexes")[1].returncode == 0:
-        seconds, done = manage(env, "sync_indexes")
-        tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]
-        lines.append(f"sync_indexes ({seconds:.1f} s, exit {done.returncode}): {tail[0]}")
-    else:
-        lines.append("sync_indexes: no such command; indexes load on each worker's first request")
+    # Built and merged before serving, as the compaction task would leave them once a bulk load settles.
+    seconds, done = manage(env, "sync_indexes", "--compact")
+    for line in (done.stdout + done.stderr).strip().splitlines()[-2:]:
+        lines.append(f"sync_indexes --compact ({seconds:.1f} s, exit {done.returncode}): {line}")
     # After the bulk load, so that these go through the indexes as every ingest does.
     started = time.perf_counter()
     summary = scale_build.ingest_real(tracks[: args.real_songs])

@@ -436,21 +436,6 @@ def build_synthetic(songs: int, model: str, dim: int, hashes: HashModel, process
     return times
 
 
-def bump_index_versions(model: str) -> None:
-    """Tell every process its in-memory mirrors are stale: rows were written behind the indexes' backs."""
-    from django.apps import apps
-
-    for app, name, key, value in (
-        ("embeddings", "IndexVersion", "model", model),
-        ("fingerprints", "FingerprintIndexVersion", "name", "local"),
-    ):
-        try:
-            versions = apps.get_model(app, name)
-        except LookupError:
-            continue  # indexes without a version row find changes their own way (sync_indexes)
-        versions.objects.update_or_create(**{key: value}, defaults={"version": uuid.uuid4()})
-
-
 def ingest_real(paths: list[Path]) -> str:
     """Real songs through `import_audio`, the product's own ingest; its summary line."""
     from django.core.management import call_command
