@@ -54,6 +54,8 @@ INLINE_MERGE_BYTES = 64 << 20
 MERGE_RATIO = 0.5
 # ...and rewritten alone once this share of its rows is dead.
 DEAD_SHARE = 0.3
+# Merges stop at this size: a few large segments cost lookups little, and fingerprint positions are 32-bit.
+MAX_SEGMENT_BYTES = 4 << 30
 # Songs whose current data one sync reads at a time.
 _LOAD_CHUNK = 500
 
@@ -487,21 +489,19 @@ def plan_merge(snapshot: Snapshot[Any], *, limit: int | None) -> tuple[int, int]
 
     Newer segments are merged into an older one once together they reach MERGE_RATIO of its size, so sizes grow
     geometrically and a catalog of N songs has O(log N) segments; a segment with DEAD_SHARE dead rows is rewritten.
+    No merge yields more than MAX_SEGMENT_BYTES: segments that reach it stay as they are, and newer ones merge apart.
     """
     parts = snapshot.parts
     sizes = [part.segment.nbytes for part in parts]
+    cap = MAX_SEGMENT_BYTES if limit is None else min(limit, MAX_SEGMENT_BYTES)
     for start in range(len(parts)):
         newer = sum(sizes[start + 1 :])
-        if (
-            len(parts) - start >= 2
-            and newer >= MERGE_RATIO * sizes[start]
-            and (limit is None or sizes[start] + newer <= limit)
-        ):
+        if len(parts) - start >= 2 and newer >= MERGE_RATIO * sizes[start] and sizes[start] + newer <= cap:
             return start, len(parts)
     for start, part in enumerate(parts):
         rows = part.alive.size
         dead = rows - int(part.alive.sum())
-        if rows and dead >= DEAD_SHARE * rows and (limit is None or sizes[start] <= limit):
+        if rows and dead >= DEAD_SHARE * rows and sizes[start] <= cap:
             return start, start + 1
     return None
 

@@ -218,3 +218,29 @@ def test_a_song_deleted_while_a_compaction_is_written_stays_deleted(monkeypatch:
     live = {hit.song_id for hit in index.search(_unit(1, 0, 0, 0), limit=10)}
     assert live == set(songs) - {victim}
     assert len(index.snapshot().parts) < 8
+
+
+@pytest.mark.django_db
+def test_compaction_never_writes_a_segment_larger_than_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    dim = 512  # rows large enough to outweigh the files' headers
+    index = LocalVectorIndex(model="capped", dim=dim)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(12, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    monkeypatch.setattr("derived.store.request_compaction", lambda: None)
+    monkeypatch.setattr("derived.store.INLINE_MERGE_BYTES", 0)  # one segment per sync, merged only by compaction
+    songs = [uuid.uuid4() for _ in range(12)]
+    index.upsert(songs[0], "uploads/0.mp3", vectors[0])
+    index.search(vectors[0], limit=1)
+    one_song = index.snapshot().parts[0].segment.nbytes
+    for i, song_id in enumerate(songs[1:], start=1):
+        index.upsert(song_id, f"uploads/{i}.mp3", vectors[i])
+        index.search(vectors[0], limit=1)
+    assert len(index.snapshot().parts) == 12
+    monkeypatch.setattr("derived.store.MAX_SEGMENT_BYTES", 3 * one_song)
+    assert index.store.compact()
+
+    parts = index.snapshot().parts
+    assert 4 <= len(parts) < 12
+    assert all(part.segment.nbytes <= 3 * one_song for part in parts)
+    assert {hit.song_id for hit in index.search(vectors[0], limit=20)} == set(songs)
