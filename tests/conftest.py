@@ -37,6 +37,7 @@ def isolated_settings(settings: Any, tmp_path: Path) -> Iterator[Any]:
     settings.EMBEDDING_MODEL = "features"
     settings.STORAGE_BACKEND = "local"
     settings.VECTOR_BACKEND = "local"
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": str(tmp_path / "cache")}}
     forget_loaded_models()
     forget_held()
     yield settings
