@@ -110,3 +110,37 @@ def test_set_threads_reaches_torch_and_the_exported_runtimes() -> None:
         assert torch.get_num_threads() == 1 and cpu.current_threads() == 1
     finally:
         cpu.set_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("pool", "concurrency", "expected"),
+    [("prefork", 2, 2), ("prefork", "4", 4), ("solo", 1, 1), ("threads", 8, 1), ("celery.concurrency.prefork", 3, 3)],
+)
+def test_only_a_prefork_worker_splits_the_cores(pool: str, concurrency: object, expected: int) -> None:
+    from config.celery import worker_processes
+
+    assert worker_processes(pool, concurrency) == expected
+
+
+def test_each_worker_process_gets_its_share_of_the_cores_before_the_model_loads(
+    monkeypatch: pytest.MonkeyPatch, settings: object
+) -> None:
+    from types import SimpleNamespace
+
+    from config import celery
+    from embeddings import registry
+
+    seen: list[int] = []
+    monkeypatch.setattr(registry, "warm_up", lambda: seen.append(torch.get_num_threads()))
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
+    monkeypatch.setattr(celery, "_worker_processes", 1)
+    before = torch.get_num_threads()
+    try:
+        celery._count_worker_processes(sender=SimpleNamespace(pool_cls="prefork", concurrency=2))
+        celery._warm_up_model()
+        settings.EMBEDDING_THREADS = 3  # type: ignore[attr-defined]
+        celery._warm_up_model()
+    finally:
+        cpu.set_threads(before)
+
+    assert seen == [1, 3]
