@@ -4,7 +4,8 @@ Usage:
     python bench/ingest.py --corpus DIR [--limit K] [options]
     python bench/ingest.py --synthetic N [--track-seconds 180] [options]
 Options: --model auto|panns-cnn14|panns-cnn10|features (default: EMBEDDING_MODEL), --device, --precision,
---batch-size (default: the EMBEDDING_* settings), --decode-workers (2), --threads (torch's default),
+--runtime, --batch-size (default: the EMBEDDING_* settings), --songs-at-once N (worker mode: N songs on threads
+sharing the model, as a GPU worker with --pool threads runs them), --decode-workers (2), --threads (torch's default),
 --random-weights (a PANNs model without its checkpoint: random weights, for speed only),
 --hop-seconds (an experiment: a PANNs window hop other than the product's 5 s),
 --mode worker|ahead (default worker), --shard K/N (only every N-th file from the K-th: bench/concurrency.py),
@@ -26,6 +27,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -109,9 +111,11 @@ def main() -> None:
     parser.add_argument("--mode", choices=["worker", "ahead"], default="worker", help="how decoding overlaps")
     parser.add_argument("--shard", default=None, metavar="K/N", help="every N-th file, from the K-th (0-based)")
     parser.add_argument("--peer", action="store_true", help="also time the one-pass float32 Cnn14 reference")
+    parser.add_argument("--runtime", default=None, help="EMBEDDING_RUNTIME: torch or openvino")
+    parser.add_argument("--songs-at-once", type=int, default=1, help="worker mode: songs analysed on threads at once")
     args = parser.parse_args()
-    if args.decode_workers < 1:
-        parser.error("--decode-workers must be at least 1")
+    if args.decode_workers < 1 or args.songs_at_once < 1:
+        parser.error("--decode-workers and --songs-at-once must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="resonance-bench-") as scratch:
         files = _inputs(args, Path(scratch))
@@ -148,6 +152,8 @@ def _configure(args: argparse.Namespace, scratch: Path) -> str:
         settings.EMBEDDING_PRECISION = args.precision
     if args.batch_size:
         settings.EMBEDDING_BATCH_SIZE = args.batch_size
+    if args.runtime:
+        settings.EMBEDDING_RUNTIME = args.runtime
     if args.threads:
         import torch
 
@@ -202,6 +208,8 @@ def _run(args: argparse.Namespace, files: list[Path], model_name: str) -> None:
         ("model", model.name),
         ("device", model.device),
         ("precision", precision),
+        ("runtime", str(getattr(model, "runtime", "-"))),
+        ("songs at once", str(args.songs_at_once) if args.mode == "worker" else "1"),
         ("batch size", str(getattr(model, "batch_size", "-"))),
         ("torch threads", str(torch.get_num_threads())),
         ("mode", args.mode),
@@ -303,28 +311,47 @@ class _Timed:
 
 
 def _run_worker(args: argparse.Namespace, files: list[Path], model: EmbeddingModel) -> Outcome:
+    """Tracks one after another as an ingest task runs them; with --songs-at-once N, N such loops on threads."""
     outcome = Outcome(decoded=[], failed=[])
-    for path in files:
-        embed_started = time.perf_counter()
-        with decode_in_background(path, max_seconds=MAX_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS) as decoding:
-            blocks = _Timed(decoding.blocks())
-            try:
-                analysis = model.analyse_blocks(blocks)
-                seconds = decoding.result().seconds
-                error = ""
-            except EmbeddingError as exc:
-                error, seconds = str(exc), 0.0
-        finished = time.perf_counter()
-        item = Decoded(path, None, error, embed_started, embed_started + decoding.seconds_spent)
+    queue, lock = iter(files), threading.Lock()
+
+    def loop() -> None:
+        while True:
+            with lock:
+                path = next(queue, None)
+            if path is None:
+                return
+            _one_track(path, model, outcome, lock, len(files))
+
+    threads = [threading.Thread(target=loop, name=f"song-{n}") for n in range(args.songs_at_once)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcome
+
+
+def _one_track(path: Path, model: EmbeddingModel, outcome: Outcome, lock: threading.Lock, total: int) -> None:
+    embed_started = time.perf_counter()
+    with decode_in_background(path, max_seconds=MAX_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS) as decoding:
+        blocks = _Timed(decoding.blocks())
+        try:
+            analysis = model.analyse_blocks(blocks)
+            seconds = decoding.result().seconds
+            error = ""
+        except EmbeddingError as exc:
+            error, seconds = str(exc), 0.0
+    finished = time.perf_counter()
+    item = Decoded(path, None, error, embed_started, embed_started + decoding.seconds_spent)
+    with lock:
         outcome.decoded.append(item)
         outcome.waiting += blocks.waiting
         outcome.model_seconds += finished - embed_started - blocks.waiting
         if error:
             outcome.failed.append(f"{path.name}: {error}")
-            continue
+            return
         outcome.audio_seconds += seconds
-        _progress(len(outcome.decoded), len(files), seconds, item, finished - embed_started, len(analysis.tags))
-    return outcome
+        _progress(len(outcome.decoded), total, seconds, item, finished - embed_started, len(analysis.tags))
 
 
 def _run_ahead(args: argparse.Namespace, files: list[Path], model: EmbeddingModel) -> Outcome:

@@ -1,10 +1,11 @@
 """PANNs (AudioSet-trained) song embeddings: Cnn14 (2048-d) or Cnn10 (512-d), averaged over the whole song.
 
-Each song is cut into 10 s windows every 5 s; the network's embedding and its 527 AudioSet class
-probabilities are averaged over the windows. The mean probabilities become the song's sound tags
-when a label file names the classes. Weights are read from a local checkpoint; nothing here downloads
-(`panns_download`, run by `python manage.py fetch_model`, does). The network code is in
-`panns_networks`, the label file handling in `panns_labels`; this module re-exports what callers use.
+Each song is cut into back-to-back 10 s windows (the last one ending at the song's end); the network's
+embedding and its 527 AudioSet class probabilities are averaged over the windows. The mean probabilities
+become the song's sound tags when a label file names the classes. Weights are read from a local checkpoint;
+nothing here downloads (`panns_download`, run by `python manage.py fetch_model`, does). This module loads;
+the embedder is in `panns_embedder`, the networks in `panns_networks`, the windows in `panns_windows`, the
+label file handling in `panns_labels`, the exported runtime in `panns_export`; callers import from here.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def test_a_long_song_is_embedded_from_every_window(embedder: panns.PannsEmbedder
     whole = embedder.embed(song)
     opening = embedder.embed(song[: 10 * SAMPLE_RATE])
 
-    assert embedder.window_count(song.size) == 7
+    assert embedder.window_count(song.size) == 4
     assert whole.shape == (2048,) and np.linalg.norm(whole) == pytest.approx(1.0, abs=1e-5)
     assert not np.allclose(whole, opening, atol=1e-4)
 
