@@ -1,7 +1,7 @@
 """Choose the PANNs window length and hop by measurement: speed against agreement with the 10 s / 5 s layout.
 
 Usage: python bench/windows.py --corpus DIR [--stride N] [--limit K] [--excerpt-seconds 90]
-       [--layouts 10/5,10/10,20/20,30/30] [--precision auto] [--checkpoint PATH]
+       [--layouts 10/5,10/10,20/20,30/30 (or W/H/precision)] [--precision auto] [--checkpoint PATH]
 Every track is decoded once (the middle `--excerpt-seconds` of it, 0 = the whole track) and embedded with each
 layout from the same samples. Prints, per layout, the model's audio seconds per CPU second, the song vectors'
 cosine to the first layout's (mean and minimum over the songs), and the more-like-this recall@10 against the first
@@ -68,7 +68,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--checkpoint", type=Path, default=None)
     args = parser.parse_args()
-    layouts = [tuple(float(x) for x in item.split("/")) for item in args.layouts.split(",")]
+    # window/hop, or window/hop/precision to compare precisions too
+    specs = [item.split("/") for item in args.layouts.split(",")]
+    layouts = [(float(spec[0]), float(spec[1])) for spec in specs]
     files = sorted(p for p in args.corpus.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     files = files[:: args.stride][: args.limit]
     with tempfile.TemporaryDirectory(prefix="resonance-windows-") as scratch:
@@ -81,12 +83,12 @@ def main() -> None:
     embedders = [
         panns.PannsEmbedder(
             base._model,
-            precision=base.precision,
+            precision=spec[2] if len(spec) > 2 else base.precision,
             batch_size=args.batch_size,
-            window_seconds=window,
-            hop_seconds=hop,
+            window_seconds=float(spec[0]),
+            hop_seconds=float(spec[1]),
         )
-        for window, hop in layouts
+        for spec in specs
     ]
     vectors: list[list[np.ndarray]] = [[] for _ in layouts]
     cpu = [0.0] * len(layouts)
@@ -111,13 +113,17 @@ def main() -> None:
             flush=True,
         )
     reference = np.stack(vectors[0])
+    between = reference @ reference.T
+    spread = between[~np.eye(len(reference), dtype=bool)]
     print(f"{len(reference)} songs, {audio_seconds / 3600:.2f} audio hours per layout")
+    print(f"cosine between different songs (first layout): mean {spread.mean():.5f}, min {spread.min():.5f}")
     print("layout (window/hop s)  audio s per CPU s  speed vs first  cosine to first (mean / min)  recall@10")
-    for (window, hop), songs, seconds in zip(layouts, vectors, cpu, strict=True):
+    for embedder, songs, seconds in zip(embedders, vectors, cpu, strict=True):
         stacked = np.stack(songs)
         cosines = np.sum(stacked * reference, axis=1)
+        name = f"{embedder.window_samples / SAMPLE_RATE:g}/{embedder.hop_samples / SAMPLE_RATE:g} {embedder.precision}"
         print(
-            f"{window:g}/{hop:g}".ljust(23)
+            name.ljust(23)
             + f"{audio_seconds / seconds:17.1f}  {cpu[0] / seconds:13.2f}x"
             + f"  {cosines.mean():.5f} / {cosines.min():.5f}".ljust(29)
             + f"  {recall_at(reference, stacked):.3f}"
