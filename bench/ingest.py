@@ -4,10 +4,12 @@ Usage:
     python bench/ingest.py --corpus DIR [--limit K] [options]
     python bench/ingest.py --synthetic N [--track-seconds 180] [options]
 Options: --model auto|panns-cnn14|panns-cnn10|features (default: EMBEDDING_MODEL), --device, --precision,
---batch-size (default: the EMBEDDING_* settings), --decode-workers (2), --threads (torch's default),
+--runtime, --batch-size (default: the EMBEDDING_* settings), --songs-at-once N (worker mode: N songs on threads
+sharing the model, as a GPU worker with --pool threads runs them), --decode-workers (2), --threads (torch's default),
 --random-weights (a PANNs model without its checkpoint: random weights, for speed only),
 --hop-seconds (an experiment: a PANNs window hop other than the product's 5 s),
---mode worker|ahead (default worker).
+--mode worker|ahead (default worker), --shard K/N (only every N-th file from the K-th: bench/concurrency.py),
+--peer (also time the one-pass float32 reference, bench/peer.py, on the same tracks and print the ratio).
 
 `--mode worker` runs exactly what an ingest task does: tracks one after another, each decoded on a thread
 (embeddings.audio.decode_in_background, at most 900 s) while the model embeds the blocks already decoded.
@@ -21,14 +23,14 @@ than wall time on a machine shared with other work) and the peak RSS.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ django.setup()
 import numpy as np
 from django.conf import settings
 
+from bench.ingest_inputs import in_child, write_random_checkpoint, write_synthetic
 from embeddings import registry
 from embeddings.audio import DecodedAudio, decode, decode_in_background
 from embeddings.base import SAMPLE_RATE, EmbeddingError, EmbeddingModel
@@ -86,43 +89,6 @@ def _union_seconds(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-# --- Preparing inputs (in a child process, so that their memory does not count in the peak RSS) --------
-
-
-def _write_synthetic(folder: str, count: int, seconds: float) -> None:
-    """MP3s at 44.1 kHz stereo, like most real files: chords, a beat and noise that change every few seconds."""
-    import soundfile as sf
-
-    rate = 44100
-    for number in range(count):
-        rng = np.random.default_rng(number)
-        t = np.arange(int(seconds * rate)) / rate
-        root = rng.uniform(80, 300)
-        mix = sum(np.sin(2 * np.pi * root * ratio * t + rng.uniform(0, 6)) for ratio in (1, 1.25, 1.5, 2))
-        beat = np.exp(-20 * ((t * rng.uniform(1.5, 2.5)) % 1.0)) * rng.standard_normal(t.size)
-        swell = 0.6 + 0.4 * np.sin(2 * np.pi * t / rng.uniform(5, 20))
-        mono = 0.15 * mix * swell + 0.2 * beat
-        stereo = np.stack([mono, np.roll(mono, 200)], axis=1) / np.max(np.abs(mono)) * 0.8
-        sf.write(Path(folder) / f"synthetic-{number:03d}.mp3", stereo.astype(np.float32), rate, format="MP3")
-
-
-def _write_random_checkpoint(name: str, path: str) -> None:
-    import torch
-
-    from embeddings import panns
-
-    torch.manual_seed(0)
-    torch.save({"model": panns.get_variant(name).build().state_dict()}, path)
-
-
-def _in_child(target: Callable[..., None], *args: object) -> None:
-    process = multiprocessing.get_context("spawn").Process(target=target, args=args)
-    process.start()
-    process.join()
-    if process.exitcode != 0:
-        raise SystemExit(f"preparing the inputs failed (exit code {process.exitcode})")
-
-
 # --- The run -------------------------------------------------------------------------------------------
 
 
@@ -141,10 +107,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--random-weights", action="store_true", help="PANNs with random weights (speed only)")
     parser.add_argument("--hop-seconds", type=float, default=None, help="experiment: another PANNs window hop")
+    parser.add_argument("--window-seconds", type=float, default=None, help="experiment: another PANNs window")
     parser.add_argument("--mode", choices=["worker", "ahead"], default="worker", help="how decoding overlaps")
+    parser.add_argument("--shard", default=None, metavar="K/N", help="every N-th file, from the K-th (0-based)")
+    parser.add_argument("--peer", action="store_true", help="also time the one-pass float32 Cnn14 reference")
+    parser.add_argument("--runtime", default=None, help="EMBEDDING_RUNTIME: torch or openvino")
+    parser.add_argument("--songs-at-once", type=int, default=1, help="worker mode: songs analysed on threads at once")
     args = parser.parse_args()
-    if args.decode_workers < 1:
-        parser.error("--decode-workers must be at least 1")
+    if args.decode_workers < 1 or args.songs_at_once < 1:
+        parser.error("--decode-workers and --songs-at-once must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="resonance-bench-") as scratch:
         files = _inputs(args, Path(scratch))
@@ -157,13 +128,16 @@ def _inputs(args: argparse.Namespace, scratch: Path) -> list[Path]:
         folder = scratch / "synthetic"
         folder.mkdir()
         print(f"writing {args.synthetic} synthetic {args.track_seconds:g} s MP3s ...", file=sys.stderr)
-        _in_child(_write_synthetic, str(folder), args.synthetic, args.track_seconds)
+        in_child(write_synthetic, str(folder), args.synthetic, args.track_seconds)
         corpus: Path = folder
     else:
         corpus = args.corpus
     files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     if args.limit is not None:
         files = files[: args.limit]
+    if args.shard:
+        shard, _, shards = args.shard.partition("/")
+        files = files[int(shard) :: int(shards)]
     if not files:
         raise SystemExit(f"no audio files under {corpus}")
     return files
@@ -178,20 +152,22 @@ def _configure(args: argparse.Namespace, scratch: Path) -> str:
         settings.EMBEDDING_PRECISION = args.precision
     if args.batch_size:
         settings.EMBEDDING_BATCH_SIZE = args.batch_size
+    if args.runtime:
+        settings.EMBEDDING_RUNTIME = args.runtime
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     name = registry.active_model_name()
     if name == "features":
-        if args.random_weights or args.hop_seconds:
-            raise SystemExit("--random-weights and --hop-seconds are for PANNs models")
+        if args.random_weights or args.hop_seconds or args.window_seconds or args.peer:
+            raise SystemExit("--random-weights, --hop-seconds, --window-seconds and --peer are for PANNs models")
         return name
     checkpoint = registry.panns_checkpoint_path(name)
     if args.random_weights:
         checkpoint = scratch / f"random-{name}.pth"
         print(f"writing a randomly initialised {name} checkpoint ...", file=sys.stderr)
-        _in_child(_write_random_checkpoint, name, str(checkpoint))
+        in_child(write_random_checkpoint, name, str(checkpoint))
         settings.EMBEDDING_MODEL = name
         settings.PANNS_CHECKPOINT = checkpoint
     elif not checkpoint.is_file():
@@ -205,6 +181,8 @@ def _run(args: argparse.Namespace, files: list[Path], model_name: str) -> None:
     load_seconds = time.perf_counter() - load_started
     if args.hop_seconds:
         model.hop_samples = round(args.hop_seconds * SAMPLE_RATE)  # type: ignore[attr-defined]
+    if args.window_seconds:
+        model.window_samples = round(args.window_seconds * SAMPLE_RATE)  # type: ignore[attr-defined]
     precision = getattr(model, "precision", "float32")
     print(f"{model.name} on {model.device} ({precision}), loaded in {load_seconds:.1f} s", file=sys.stderr)
 
@@ -223,16 +201,21 @@ def _run(args: argparse.Namespace, files: list[Path], model_name: str) -> None:
 
     import torch
 
+    from embeddings.cpu import cpu_capabilities
+
     rows = [
+        ("CPU", cpu_capabilities().describe()),
         ("model", model.name),
         ("device", model.device),
         ("precision", precision),
+        ("runtime", str(getattr(model, "runtime", "-"))),
+        ("songs at once", str(args.songs_at_once) if args.mode == "worker" else "1"),
         ("batch size", str(getattr(model, "batch_size", "-"))),
         ("torch threads", str(torch.get_num_threads())),
         ("mode", args.mode),
         ("decode workers", str(args.decode_workers) if args.mode == "ahead" else "1 thread per track"),
         ("weights", "random" if args.random_weights else ("none" if model.name == "features" else "checkpoint")),
-        ("hop seconds", f"{getattr(model, 'hop_samples', 0) / SAMPLE_RATE:g}" if model.name != "features" else "-"),
+        ("window / hop seconds", _layout(model)),
         ("tracks", f"{tracks} ({len(failed)} failed)"),
         ("audio hours", f"{audio_seconds / 3600:.2f}"),
         ("model load seconds", f"{load_seconds:.1f}"),
@@ -249,11 +232,47 @@ def _run(args: argparse.Namespace, files: list[Path], model_name: str) -> None:
         ("peak RSS MB", f"{peak_mb:.0f}"),
         ("load average (1 min) at the end", f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"),
     ]
+    if args.peer:
+        rows += _peer_rows(model, files, audio_seconds / wall, audio_seconds / cpu if cpu else 0.0)
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     for line in failed:
         print(f"failed: {line}")
+
+
+def _layout(model: EmbeddingModel) -> str:
+    window, hop = getattr(model, "window_samples", 0), getattr(model, "hop_samples", 0)
+    return f"{window / SAMPLE_RATE:g} / {hop / SAMPLE_RATE:g}" if window else "-"
+
+
+def _peer_rows(
+    model: EmbeddingModel, files: list[Path], product_realtime: float, product_per_cpu: float
+) -> list[tuple[str, str]]:
+    import torch
+
+    from bench.peer import run_peer
+
+    print("timing the one-pass float32 reference on the same tracks ...", file=sys.stderr)
+    peer = run_peer(
+        registry.panns_checkpoint_path(model.name),
+        model.name,
+        files,
+        threads=torch.get_num_threads(),
+        max_seconds=MAX_SECONDS,
+        min_seconds=settings.MIN_AUDIO_SECONDS,
+    )
+    ratio = product_realtime / peer.realtime_model_only if peer.model_seconds else 0.0
+    peer_per_cpu = peer.audio_seconds / peer.cpu_seconds if peer.cpu_seconds else 0.0
+    return [
+        ("reference: one pass, float32", f"{peer.tracks} tracks, {peer.audio_seconds / 3600:.2f} audio hours"),
+        ("reference realtime (model only)", f"{peer.realtime_model_only:.1f}x"),
+        ("reference realtime (decode included)", f"{peer.realtime_with_decode:.1f}x"),
+        ("reference peak RSS MB", f"{peer.peak_rss_mb:.0f}"),
+        ("reference audio seconds per CPU second", f"{peer_per_cpu:.1f} (decode included)"),
+        ("ratio: product (decode incl.) / reference (model only)", f"{ratio:.2f}x"),
+        ("ratio of audio seconds per CPU second", f"{product_per_cpu / peer_per_cpu:.2f}x" if peer_per_cpu else "-"),
+    ]
 
 
 @dataclass
@@ -292,28 +311,47 @@ class _Timed:
 
 
 def _run_worker(args: argparse.Namespace, files: list[Path], model: EmbeddingModel) -> Outcome:
+    """Tracks one after another as an ingest task runs them; with --songs-at-once N, N such loops on threads."""
     outcome = Outcome(decoded=[], failed=[])
-    for path in files:
-        embed_started = time.perf_counter()
-        with decode_in_background(path, max_seconds=MAX_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS) as decoding:
-            blocks = _Timed(decoding.blocks())
-            try:
-                analysis = model.analyse_blocks(blocks)
-                seconds = decoding.result().seconds
-                error = ""
-            except EmbeddingError as exc:
-                error, seconds = str(exc), 0.0
-        finished = time.perf_counter()
-        item = Decoded(path, None, error, embed_started, embed_started + decoding.seconds_spent)
+    queue, lock = iter(files), threading.Lock()
+
+    def loop() -> None:
+        while True:
+            with lock:
+                path = next(queue, None)
+            if path is None:
+                return
+            _one_track(path, model, outcome, lock, len(files))
+
+    threads = [threading.Thread(target=loop, name=f"song-{n}") for n in range(args.songs_at_once)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcome
+
+
+def _one_track(path: Path, model: EmbeddingModel, outcome: Outcome, lock: threading.Lock, total: int) -> None:
+    embed_started = time.perf_counter()
+    with decode_in_background(path, max_seconds=MAX_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS) as decoding:
+        blocks = _Timed(decoding.blocks())
+        try:
+            analysis = model.analyse_blocks(blocks)
+            seconds = decoding.result().seconds
+            error = ""
+        except EmbeddingError as exc:
+            error, seconds = str(exc), 0.0
+    finished = time.perf_counter()
+    item = Decoded(path, None, error, embed_started, embed_started + decoding.seconds_spent)
+    with lock:
         outcome.decoded.append(item)
         outcome.waiting += blocks.waiting
         outcome.model_seconds += finished - embed_started - blocks.waiting
         if error:
             outcome.failed.append(f"{path.name}: {error}")
-            continue
+            return
         outcome.audio_seconds += seconds
-        _progress(len(outcome.decoded), len(files), seconds, item, finished - embed_started, len(analysis.tags))
-    return outcome
+        _progress(len(outcome.decoded), total, seconds, item, finished - embed_started, len(analysis.tags))
 
 
 def _run_ahead(args: argparse.Namespace, files: list[Path], model: EmbeddingModel) -> Outcome:

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -53,9 +53,36 @@ app.conf.update(
 app.autodiscover_tasks()
 
 
+# How many worker processes share this host's cores: set in the main worker process, inherited by its forks.
+_worker_processes = 1
+
+
+@worker_init.connect
+def _count_worker_processes(sender: Any = None, **_: Any) -> None:
+    global _worker_processes
+    _worker_processes = worker_processes(getattr(sender, "pool_cls", "prefork"), getattr(sender, "concurrency", 1))
+
+
+def worker_processes(pool: object, concurrency: object) -> int:
+    """The processes a worker runs its tasks in: --concurrency of them with prefork, one with threads or solo."""
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    if not any(kind in name for kind in ("prefork", "processes")):
+        return 1
+    try:
+        return max(1, int(str(concurrency)))
+    except ValueError:  # `auto`: Celery picks one process per core
+        from embeddings.cpu import usable_cores
+
+        return usable_cores()
+
+
 @worker_process_init.connect
 def _warm_up_model(**_: Any) -> None:
-    # Load the embedding model once per worker process, before the first task arrives.
+    # Each process gets its share of the cores (torch would take them all in every process), then loads the model.
+    from django.conf import settings
+
+    from embeddings.cpu import set_threads, threads_per_process
     from embeddings.registry import warm_up
 
+    set_threads(threads_per_process(_worker_processes, configured=settings.EMBEDDING_THREADS))
     warm_up()

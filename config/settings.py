@@ -248,7 +248,8 @@ PLAYBACK_URL_EXPIRY_SECONDS = env_int("PLAYBACK_URL_EXPIRY_SECONDS", 3600, minim
 # --- Audio and embeddings -------------------------------------------------------------------
 EMBEDDING_MODEL = env_choice("EMBEDDING_MODEL", "auto", ["auto", "panns-cnn14", "panns-cnn10", "features"])
 EMBEDDING_DEVICE = env_device("EMBEDDING_DEVICE", "auto")
-# auto: float16 on a GPU, float32 on a CPU. Only the PANNs conv stack runs in 16 bits; the mel front end stays float32.
+# auto: float16 on a GPU; on a CPU bfloat16 where it runs natively (AVX512_BF16, AMX), else float32.
+# Only the PANNs conv stack runs in 16 bits; the mel front end stays float32.
 EMBEDDING_PRECISION = env_choice("EMBEDDING_PRECISION", "auto", ["auto", "float32", "float16", "bfloat16"])
 PANNS_DATA_DIR = env_path("PANNS_DATA_DIR", VAR_DIR / "models")
 # Overrides PANNS_DATA_DIR/<checkpoint file> for the configured PANNs model only.
@@ -258,6 +259,10 @@ PANNS_LABELS = env_optional_path("PANNS_LABELS")
 PANNS_TOP_TAGS = env_int("PANNS_TOP_TAGS", 5, minimum=0)
 PANNS_TAG_MIN_SCORE = env_float("PANNS_TAG_MIN_SCORE", 0.05, minimum=0.0)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 8, minimum=1)
+# torch, or openvino: the PANNs network exported to ONNX once per checkpoint (cached beside it), run by OpenVINO.
+EMBEDDING_RUNTIME = env_choice("EMBEDDING_RUNTIME", "torch", ["torch", "openvino"])
+# Compute threads per worker process; 0: the usable cores divided by the worker's processes (--concurrency).
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
 MAX_AUDIO_SECONDS = env_float("MAX_AUDIO_SECONDS", 900.0, minimum=1.0)
 MIN_AUDIO_SECONDS = env_float("MIN_AUDIO_SECONDS", 0.25, minimum=0.0)
 SIMILAR_CLIP_MAX_MB = env_int("SIMILAR_CLIP_MAX_MB", 20, minimum=1)

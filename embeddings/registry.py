@@ -95,6 +95,7 @@ def _load(name: str) -> EmbeddingModel:
         labels=panns_labels_path(name),
         max_tags=settings.PANNS_TOP_TAGS,
         tag_min_score=settings.PANNS_TAG_MIN_SCORE,
+        runtime=settings.EMBEDDING_RUNTIME,
     )
 
 

@@ -50,7 +50,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def embedder(checkpoint: Path) -> panns.PannsEmbedder:
-    return panns.load_panns(checkpoint, device="cpu", batch_size=4)
+    # float32 explicitly: `auto` picks bfloat16 on hosts that run it natively.
+    return panns.load_panns(checkpoint, device="cpu", batch_size=4, precision="float32")
 
 
 def save_random_checkpoint(variant: panns.PannsVariant, path: Path, *, seed: int = 0) -> Path:
@@ -80,7 +81,7 @@ def cnn10_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cnn10(cnn10_checkpoint: Path) -> panns.PannsEmbedder:
-    return panns.load_panns(cnn10_checkpoint, variant="panns-cnn10", device="cpu", batch_size=4)
+    return panns.load_panns(cnn10_checkpoint, variant="panns-cnn10", device="cpu", batch_size=4, precision="float32")
 
 
 def cosine_distance(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
@@ -125,7 +126,7 @@ def test_a_long_song_is_embedded_from_every_window(embedder: panns.PannsEmbedder
     whole = embedder.embed(song)
     opening = embedder.embed(song[: 10 * SAMPLE_RATE])
 
-    assert embedder.window_count(song.size) == 7
+    assert embedder.window_count(song.size) == 4
     assert whole.shape == (2048,) and np.linalg.norm(whole) == pytest.approx(1.0, abs=1e-5)
     assert not np.allclose(whole, opening, atol=1e-4)
 
@@ -408,7 +409,6 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_resolve_precision(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert panns.resolve_precision("auto", "cpu") == "float32"
     assert panns.resolve_precision("auto", "cuda:1") == "float16"
     assert panns.resolve_precision(" BFloat16 ", "cpu") == "bfloat16"
     assert panns.resolve_precision("float16", "cuda") == "float16"
