@@ -260,6 +260,17 @@ def expected_rates(counts: list[np.ndarray], reliable: int = 200) -> np.ndarray:
     return np.maximum.accumulate(rates)
 
 
+def within_budget(hashes: np.ndarray, expected: np.ndarray, fetched: np.ndarray, budget: int) -> np.ndarray:
+    """Which query landmarks the lookup's budget keeps: distinct hashes rarest first (by their expected count),
+    each costing its postings times its repeats in the query, while the total stays within `budget`."""
+    unique, first, inverse, repeats = np.unique(hashes, return_index=True, return_inverse=True, return_counts=True)
+    order = np.argsort(expected[first], kind="stable")
+    cost = (fetched[first] * repeats)[order]
+    keep = np.zeros(unique.size, dtype=bool)
+    keep[order[np.cumsum(cost) <= budget]] = True
+    return keep[inverse]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
@@ -276,6 +287,13 @@ def main() -> None:
     parser.add_argument("--triplets", type=int, default=0, metavar="BITS", help="hash three peaks into BITS bits")
     parser.add_argument("--reference-combos", type=int, default=0, help="triplets per anchor stored (0: all)")
     parser.add_argument("--third-step", default="1,1", help="the third peak's bin,frame difference divided by")
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=0,
+        help="with --stop-at-scale: also keep only the query's rarest hashes (at --scale-hours) up to this many "
+        "postings, as the lookup's budget does",
+    )
     parser.add_argument(
         "--stop-at-scale",
         action="store_true",
@@ -313,6 +331,11 @@ def main() -> None:
     table = HashTable(np.concatenate([found.hashes for found in songs.values()]))
     at_scale = stats.hashes / hours * args.scale_hours
     print(table.summary(at_scale, args.scale_hours))
+    print(
+        f"HASH_BITS {lm.HASH_BITS}; at {args.scale_hours:g} h: 4-byte postings "
+        f"{4 * stats.hashes / hours / 1e6:.2f} MB/h "
+        f"+ keys and offsets at most {12 * min(2**lm.HASH_BITS, at_scale) / args.scale_hours / 1e6:.2f} MB/h"
+    )
     scale_limit = stop_limit(int(at_scale))
     for setting in args.settings.split(","):
         seconds, snr = (float(x) for x in setting.split(":"))
@@ -335,6 +358,8 @@ def main() -> None:
             fetched = others * at_scale / rest
             expected = mine + rates[others.astype(np.int64)] * at_scale / rest
             kept = expected <= (scale_limit if args.stop_at_scale else np.inf)
+            if args.budget and args.stop_at_scale:
+                kept &= within_budget(query.hashes, expected, fetched, args.budget)
             stopped.append(float(np.mean(expected > scale_limit)))
             if not np.all(kept):
                 query = lm.Landmarks(query.hashes[kept], query.times[kept], query.peaks, query.frames)

@@ -28,9 +28,10 @@ from embeddings.base import SAMPLE_RATE
 
 UInt32Array = npt.NDArray[np.uint32]
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 
 # The algorithm's name: fingerprints made by another version are never compared with these.
-ALGORITHM = "landmarks-v2"
+ALGORITHM = "landmarks-v3"
 
 # Analysis rate: everything above 4 kHz is dropped; 32 kHz / 4.
 RATE = 8000
@@ -54,8 +55,6 @@ BLOCK_FRAMES = 31
 MIN_DT = 1
 MAX_DT = 127
 MAX_DF = 127
-# Hash layout, high to low: anchor bin (8 bits) | bin difference + MAX_DF (8 bits) | frame difference (7 bits).
-HASH_BITS = (MAX_BIN - 1).bit_length() + (2 * MAX_DF).bit_length() + MAX_DT.bit_length()
 # Magnitudes are floored this far below the audio's peak (about -90 dB), so digital silence has no peaks and
 # the analysis does not depend on the recording's level.
 FLOOR_RATIO = 3e-5
@@ -200,18 +199,101 @@ def targets(t: IntArray, f: IntArray, fanout: int) -> tuple[IntArray, IntArray]:
     return a[order], b[order]
 
 
-def pair(t: IntArray, f: IntArray, fanout: int) -> tuple[UInt32Array, UInt32Array]:
+def refine(log_mag: npt.NDArray[np.float32], t: IntArray, f: IntArray) -> tuple[FloatArray, FloatArray]:
+    """Peaks' sub-frame and sub-bin positions: the vertex of a parabola through each peak and its two neighbours
+    in time and in frequency (within half a cell, a peak being the largest of its neighbours)."""
+    frames, bins = log_mag.shape
+
+    def vertex(before: FloatArray, centre: FloatArray, after: FloatArray) -> FloatArray:
+        curve = before - 2 * centre + after
+        safe = np.where(curve < 0, curve, -1.0)
+        return np.where(curve < 0, np.clip(0.5 * (before - after) / safe, -0.5, 0.5), 0.0)
+
+    mag = log_mag.astype(np.float64, copy=False)
+    centre = mag[t, f]
+    dt = vertex(mag[np.maximum(t - 1, 0), f], centre, mag[np.minimum(t + 1, frames - 1), f])
+    df = vertex(mag[t, np.maximum(f - 1, 0)], centre, mag[t, np.minimum(f + 1, bins - 1)])
+    return t + dt, f + df
+
+
+# Hash fields (v3): anchor frequency, frequency difference and time difference of a pair, from the peaks' refined
+# positions in steps of 1/FREQ_STEPS bin and 1/TIME_STEPS frame: finer than the grid, so hashes are rarer.
+FREQ_STEPS = 2
+REFINE = True  # False: the grid's own cells, as v2 hashed them
+TIME_STEPS = 2
+# A query also hashes the next step of a field whose value lies within this share of a step of its edge: noise
+# moves refined positions by a fraction of a cell, and the query, not the index, pays for that.
+QUERY_MARGIN = 0.25
+
+
+def _fields(tf: FloatArray, ff: FloatArray, a: IntArray, b: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The three hash fields of pairs (a, b), in steps (continuous), each from 0 up."""
+    anchor = ff[a] * FREQ_STEPS
+    spread = (ff[b] - ff[a] + MAX_DF + 1) * FREQ_STEPS
+    delay = (tf[b] - tf[a]) * TIME_STEPS
+    return anchor, spread, delay
+
+
+def _limits() -> tuple[int, int, int]:
+    """How many steps each hash field has."""
+    return MAX_BIN * FREQ_STEPS, (2 * MAX_DF + 3) * FREQ_STEPS, (MAX_DT + 2) * TIME_STEPS
+
+
+def _pack(anchor: IntArray, spread: IntArray, delay: IntArray) -> UInt32Array:
+    _, spreads, delays = _limits()
+    return ((anchor * spreads + spread) * delays + delay).astype(np.uint32)
+
+
+def hash_bits() -> int:
+    """Bits a hash takes (HASH_BITS for the module's settings)."""
+    anchors, spreads, delays = _limits()
+    return (anchors * spreads * delays - 1).bit_length()
+
+
+HASH_BITS = hash_bits()
+
+
+def pair(
+    t: IntArray, f: IntArray, fanout: int, log_mag: npt.NDArray[np.float32] | None = None, query: bool = False
+) -> tuple[UInt32Array, UInt32Array]:
     """Hash each peak with up to `fanout` of the next peaks in its target zone: (hashes, anchor frames)."""
     a, b = targets(t, f, fanout)
-    df_bits, dt_bits = (2 * MAX_DF).bit_length(), MAX_DT.bit_length()
-    hashes = (f[a] << (df_bits + dt_bits)) | ((f[b] - f[a] + MAX_DF) << dt_bits) | (t[b] - t[a])
-    return hashes.astype(np.uint32), t[a].astype(np.uint32)
+    if log_mag is None or not REFINE:
+        tf, ff = t.astype(np.float64), f.astype(np.float64)
+    else:
+        tf, ff = refine(log_mag, t, f)
+    fields = _fields(tf, ff, a, b)
+    limits = _limits()
+    base = [np.clip(np.floor(x).astype(np.int64), 0, n - 1) for x, n in zip(fields, limits, strict=True)]
+    if not query or QUERY_MARGIN <= 0:
+        return _pack(*base), t[a].astype(np.uint32)
+    # Per field: the neighbouring step (-1, +1) where the value is near that edge, 0 where it is not.
+    step = []
+    for x, q, n in zip(fields, base, limits, strict=True):
+        inside = x - q
+        s = np.where(inside < QUERY_MARGIN, -1, np.where(inside > 1 - QUERY_MARGIN, 1, 0))
+        step.append(np.where((q + s >= 0) & (q + s < n), s, 0))
+    hashes, anchors = [np.empty(0, np.uint32)], [np.empty(0, np.int64)]
+    for mask in range(8):
+        use = [(mask >> k) & 1 for k in range(3)]
+        keep = np.ones(a.size, dtype=bool)
+        for k in range(3):
+            if use[k]:
+                keep &= step[k] != 0
+        if not np.any(keep):
+            continue
+        moved = [base[k][keep] + (step[k][keep] if use[k] else 0) for k in range(3)]
+        hashes.append(_pack(*moved))
+        anchors.append(t[a[keep]])
+    h, at = np.concatenate(hashes), np.concatenate(anchors)
+    order = np.argsort(at, kind="stable")
+    return h[order], at[order].astype(np.uint32)
 
 
 def _landmarks_8k(x: npt.NDArray[np.float32], density: Density) -> Landmarks:
     log_mag, log_floor = spectrogram(x)
     t, f = peaks(log_mag, log_floor, density)
-    hashes, times = pair(t, f, density.fanout)
+    hashes, times = pair(t, f, density.fanout, log_mag, query=density is not REFERENCE)
     return Landmarks(hashes, times, peaks=int(t.size), frames=int(log_mag.shape[0]))
 
 

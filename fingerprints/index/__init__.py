@@ -92,6 +92,11 @@ STOP_SHARE = 2.5e-5
 STOP_MIN = 64
 
 
+# A lookup reads at most this many hits (a hash's entries times its repeats in the query), rarest hashes first: a
+# query's cost stays bounded by the query, not the catalog, and rare hashes are the ones that tell songs apart.
+LOOKUP_BUDGET = 400_000
+
+
 def stop_limit(landmarks: int) -> int:
     """The most entries a hash may have in an index of `landmarks` entries and still be looked up."""
     return max(STOP_MIN, int(STOP_SHARE * landmarks))
