@@ -1,18 +1,18 @@
-"""Landmark fingerprints: pairs of spectral peaks, hashed with the time between them.
+"""Landmark fingerprints: triplets of spectral peaks, hashed with the times between them.
 
 The audio (mono float32 at `SAMPLE_RATE`, 32 kHz) is low-passed and decimated to 8 kHz and a log-magnitude
 spectrogram is taken (512-point Hann window, hop 128: 16 ms frames, 15.6 Hz bins, bins 6..255 used). A peak is a
 cell that is the largest in its neighbourhood and stands out from its surroundings (log magnitude above a moving
 average over about a second and a few bins). Peaks are ranked by how far they stand above pink noise (log
 magnitude plus `TILT` x log frequency) and the best of every half second are kept, so quiet and loud passages get
-the same density. Each peak (an anchor) is paired with the next `fanout` peaks in its target zone (1 to `MAX_DT`
-frames later, at most `MAX_DF` bins away); a pair is hashed from (anchor bin, bin difference, frame difference)
-into 23 bits of a uint32 and kept with the anchor's frame.
+the same density. Each peak (an anchor) has as targets the next `fanout` peaks in its target zone (1 to `MAX_DT`
+frames later, at most `MAX_DF` bins away); an anchor and two of its targets are hashed from (anchor bin, each
+target's bin and frame difference) into HASH_BITS bits of a uint32 and kept with the anchor's frame.
 
 A song and a query find each other when many of their hashes agree on one time offset (see `selectors`). Queries
-are fingerprinted more densely than songs (more peaks, smaller neighbourhoods, more pairs per anchor) and at three
-sub-hop shifts of the frame grid, so that a song's pairs are found in a query even when noise or a codec moves or
-hides some of its peaks.
+are fingerprinted more densely than songs (more peaks, more targets per anchor, every pair of them) and at three
+sub-hop shifts of the frame grid, so that a song's triplets are found in a query even when noise or a codec moves
+or hides some of its peaks.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from embeddings.base import SAMPLE_RATE
 
 UInt32Array = npt.NDArray[np.uint32]
 IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 # The algorithm's name: fingerprints made by another version are never compared with these.
 ALGORITHM = "landmarks-v3"
@@ -72,11 +71,11 @@ class Density:
     min_prominence: float = 0.5  # above the local average, in natural log units of magnitude (0.5: 4.3 dB)
 
 
-# Songs: the strongest peaks only, 7 pairs each: about 110 hashes per second of audio (4 bytes each as postings:
-# 1.6 MB per hour).
-REFERENCE = Density(peaks_per_second=16.0, fanout=7)
-# Queries: twice a song's peaks and pairs, so that the song's pairs are among the query's even where noise adds
-# peaks between them; robustness is paid for at query time, not in the index.
+# Songs: the strongest peaks only, each with REFERENCE_COMBOS pairs of its first 5 targets: about 96 hashes per
+# second of audio (4 bytes each as postings: 1.4 MB per hour).
+REFERENCE = Density(peaks_per_second=16.0, fanout=5)
+# Queries: twice a song's peaks, each with every pair of its first 14 targets (91), so that a song's triplets are
+# among the query's even where noise adds peaks between them; robustness is paid for at query time, not in the index.
 QUERY = Density(peaks_per_second=32.0, fanout=14)
 # Queries are fingerprinted again with the frame grid moved by these fractions of a hop.
 QUERY_SHIFTS = (0.0, 1 / 3, 2 / 3)
@@ -199,101 +198,63 @@ def targets(t: IntArray, f: IntArray, fanout: int) -> tuple[IntArray, IntArray]:
     return a[order], b[order]
 
 
-def refine(log_mag: npt.NDArray[np.float32], t: IntArray, f: IntArray) -> tuple[FloatArray, FloatArray]:
-    """Peaks' sub-frame and sub-bin positions: the vertex of a parabola through each peak and its two neighbours
-    in time and in frequency (within half a cell, a peak being the largest of its neighbours)."""
-    frames, bins = log_mag.shape
-
-    def vertex(before: FloatArray, centre: FloatArray, after: FloatArray) -> FloatArray:
-        curve = before - 2 * centre + after
-        safe = np.where(curve < 0, curve, -1.0)
-        return np.where(curve < 0, np.clip(0.5 * (before - after) / safe, -0.5, 0.5), 0.0)
-
-    mag = log_mag.astype(np.float64, copy=False)
-    centre = mag[t, f]
-    dt = vertex(mag[np.maximum(t - 1, 0), f], centre, mag[np.minimum(t + 1, frames - 1), f])
-    df = vertex(mag[t, np.maximum(f - 1, 0)], centre, mag[t, np.minimum(f + 1, bins - 1)])
-    return t + dt, f + df
+# Triplets: an anchor with two of its targets, hashed from the anchor's bin and both targets' bin and frame
+# differences. Pairs of peaks take too few distinct values (about 2^16.6 in effect on real music) for a catalog of
+# 100k songs: each of a query's hashes would fetch tens of thousands of postings. A third peak makes them rarer.
+# A song keeps REFERENCE_COMBOS of each anchor's target pairs (neighbouring targets first); a query every pair of
+# its first QUERY.fanout targets, so that the song's targets are among them even where noise adds peaks between.
+REFERENCE_COMBOS = 6
+# Bits of a triplet's hash: the packed fields (about 40 bits) mixed down to these. 28 bits keep a segment's keys
+# and offsets (12 bytes per distinct hash, at most 2^28) under half a megabyte per hour at 100k songs.
+HASH_BITS = 28
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-# Hash fields (v3): anchor frequency, frequency difference and time difference of a pair, from the peaks' refined
-# positions in steps of 1/FREQ_STEPS bin and 1/TIME_STEPS frame: finer than the grid, so hashes are rarer.
-FREQ_STEPS = 2
-REFINE = True  # False: the grid's own cells, as v2 hashed them
-TIME_STEPS = 2
-# A query also hashes the next step of a field whose value lies within this share of a step of its edge: noise
-# moves refined positions by a fraction of a cell, and the query, not the index, pays for that.
-QUERY_MARGIN = 0.25
+def combinations(fanout: int) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, of target ranks below `fanout`: neighbouring ranks first, then by the later rank."""
+    pairs = [(i, j) for j in range(1, fanout) for i in range(j)]
+    return sorted(pairs, key=lambda ij: (ij[1] - ij[0] > 1, ij[1]))
 
 
-def _fields(tf: FloatArray, ff: FloatArray, a: IntArray, b: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """The three hash fields of pairs (a, b), in steps (continuous), each from 0 up."""
-    anchor = ff[a] * FREQ_STEPS
-    spread = (ff[b] - ff[a] + MAX_DF + 1) * FREQ_STEPS
-    delay = (tf[b] - tf[a]) * TIME_STEPS
-    return anchor, spread, delay
-
-
-def _limits() -> tuple[int, int, int]:
-    """How many steps each hash field has."""
-    return MAX_BIN * FREQ_STEPS, (2 * MAX_DF + 3) * FREQ_STEPS, (MAX_DT + 2) * TIME_STEPS
-
-
-def _pack(anchor: IntArray, spread: IntArray, delay: IntArray) -> UInt32Array:
-    _, spreads, delays = _limits()
-    return ((anchor * spreads + spread) * delays + delay).astype(np.uint32)
-
-
-def hash_bits() -> int:
-    """Bits a hash takes (HASH_BITS for the module's settings)."""
-    anchors, spreads, delays = _limits()
-    return (anchors * spreads * delays - 1).bit_length()
-
-
-HASH_BITS = hash_bits()
-
-
-def pair(
-    t: IntArray, f: IntArray, fanout: int, log_mag: npt.NDArray[np.float32] | None = None, query: bool = False
-) -> tuple[UInt32Array, UInt32Array]:
-    """Hash each peak with up to `fanout` of the next peaks in its target zone: (hashes, anchor frames)."""
+def triplets(t: IntArray, f: IntArray, fanout: int, combos: int = 0) -> tuple[UInt32Array, UInt32Array]:
+    """Hash each peak with pairs of its first `fanout` targets (the first `combos` of `combinations`, or all):
+    (hashes, anchor frames), in anchor order."""
     a, b = targets(t, f, fanout)
-    if log_mag is None or not REFINE:
-        tf, ff = t.astype(np.float64), f.astype(np.float64)
-    else:
-        tf, ff = refine(log_mag, t, f)
-    fields = _fields(tf, ff, a, b)
-    limits = _limits()
-    base = [np.clip(np.floor(x).astype(np.int64), 0, n - 1) for x, n in zip(fields, limits, strict=True)]
-    if not query or QUERY_MARGIN <= 0:
-        return _pack(*base), t[a].astype(np.uint32)
-    # Per field: the neighbouring step (-1, +1) where the value is near that edge, 0 where it is not.
-    step = []
-    for x, q, n in zip(fields, base, limits, strict=True):
-        inside = x - q
-        s = np.where(inside < QUERY_MARGIN, -1, np.where(inside > 1 - QUERY_MARGIN, 1, 0))
-        step.append(np.where((q + s >= 0) & (q + s < n), s, 0))
-    hashes, anchors = [np.empty(0, np.uint32)], [np.empty(0, np.int64)]
-    for mask in range(8):
-        use = [(mask >> k) & 1 for k in range(3)]
-        keep = np.ones(a.size, dtype=bool)
-        for k in range(3):
-            if use[k]:
-                keep &= step[k] != 0
-        if not np.any(keep):
-            continue
-        moved = [base[k][keep] + (step[k][keep] if use[k] else 0) for k in range(3)]
-        hashes.append(_pack(*moved))
-        anchors.append(t[a[keep]])
-    h, at = np.concatenate(hashes), np.concatenate(anchors)
-    order = np.argsort(at, kind="stable")
-    return h[order], at[order].astype(np.uint32)
+    if a.size == 0:
+        return np.empty(0, np.uint32), np.empty(0, np.uint32)
+    rank = np.arange(a.size) - np.searchsorted(a, a, side="left")
+    table = np.full((t.size, fanout), -1, dtype=np.int64)
+    table[a, rank] = b
+    rows, second, third = [], [], []
+    for i, j in combinations(fanout)[: combos or None]:
+        found = np.flatnonzero(table[:, j] >= 0)
+        rows.append(found)
+        second.append(table[found, i])
+        third.append(table[found, j])
+    order = np.argsort(np.concatenate(rows), kind="stable")
+    anchor, b, c = (np.concatenate(x)[order] for x in (rows, second, third))
+    u = np.uint64
+    key = (
+        f[anchor].astype(u)
+        | ((f[b] - f[anchor] + MAX_DF).astype(u) << u(8))
+        | ((t[b] - t[anchor]).astype(u) << u(16))
+        | ((f[c] - f[anchor] + MAX_DF).astype(u) << u(24))
+        | ((t[c] - t[anchor]).astype(u) << u(32))
+    )
+    # Multiplicative hashing: the top bits of key x (golden ratio x 2^64) spread the keys evenly.
+    hashes = ((key * _GOLDEN) >> u(64 - HASH_BITS)).astype(np.uint32)
+    return hashes, t[anchor].astype(np.uint32)
+
+
+def hash_peaks(t: IntArray, f: IntArray, density: Density) -> tuple[UInt32Array, UInt32Array]:
+    """The hashes of peaks picked with `density`: songs keep REFERENCE_COMBOS per anchor, queries every pair."""
+    return triplets(t, f, density.fanout, REFERENCE_COMBOS if density is REFERENCE else 0)
 
 
 def _landmarks_8k(x: npt.NDArray[np.float32], density: Density) -> Landmarks:
     log_mag, log_floor = spectrogram(x)
     t, f = peaks(log_mag, log_floor, density)
-    hashes, times = pair(t, f, density.fanout, log_mag, query=density is not REFERENCE)
+    hashes, times = hash_peaks(t, f, density)
     return Landmarks(hashes, times, peaks=int(t.size), frames=int(log_mag.shape[0]))
 
 

@@ -193,3 +193,24 @@ def test_the_backend_follows_vector_backend(settings: Any) -> None:
     settings.MONGODB_URI = ""
     with pytest.raises(FingerprintIndexError, match="MONGODB_URI"):
         get_fingerprint_index()
+
+
+def test_a_lookup_within_a_budget_reads_the_rarest_hashes_first() -> None:
+    song_id = uuid.uuid4()
+    hashes = np.repeat(np.asarray([1, 2, 3], dtype=np.uint32), [100, 10, 3])
+    index = MemoryFingerprintIndex()
+    index.add(song_id, hashes, np.arange(hashes.size, dtype=np.uint32))
+    snapshot = _snapshot(index)
+
+    def read(query: list[int], budget: int) -> dict[int, int]:
+        hits = lookup(snapshot, np.asarray(query, dtype=np.uint32), budget=budget)
+        matched = np.asarray(query)[hits.query_positions]
+        return {int(h): int(n) for h, n in zip(*np.unique(matched, return_counts=True), strict=True)}
+
+    assert read([1, 2, 3], budget=0) == {1: 100, 2: 10, 3: 3}
+    assert read([1, 2, 3], budget=113) == {1: 100, 2: 10, 3: 3}
+    assert read([1, 2, 3], budget=15) == {2: 10, 3: 3}
+    assert read([1, 2, 3], budget=12) == {3: 3}
+    # A hash the query holds twice costs its entries twice.
+    assert read([3, 3, 2], budget=15) == {3: 6}
+    assert read([9, 3], budget=3) == {3: 3}
