@@ -294,7 +294,7 @@ def refined_pair(
 
 
 def product_hasher(t: np.ndarray, f: np.ndarray, refined: Any, density: lm.Density) -> tuple[np.ndarray, np.ndarray]:
-    return lm.hash_peaks(t, f, density)
+    return lm.pair(t, f, density.fanout)
 
 
 def use_refined_pairs(freq_steps: int, margins: tuple[float, float, float]) -> None:

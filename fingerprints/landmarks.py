@@ -1,18 +1,18 @@
-"""Landmark fingerprints: triplets of spectral peaks, hashed with the times between them.
+"""Landmark fingerprints: pairs of spectral peaks, hashed with the time between them.
 
 The audio (mono float32 at `SAMPLE_RATE`, 32 kHz) is low-passed and decimated to 8 kHz and a log-magnitude
 spectrogram is taken (512-point Hann window, hop 128: 16 ms frames, 15.6 Hz bins, bins 6..255 used). A peak is a
 cell that is the largest in its neighbourhood and stands out from its surroundings (log magnitude above a moving
 average over about a second and a few bins). Peaks are ranked by how far they stand above pink noise (log
 magnitude plus `TILT` x log frequency) and the best of every half second are kept, so quiet and loud passages get
-the same density. Each peak (an anchor) has as targets the next `fanout` peaks in its target zone (1 to `MAX_DT`
-frames later, at most `MAX_DF` bins away); an anchor and two of its targets are hashed from (anchor bin, each
-target's bin and frame difference) into HASH_BITS bits of a uint32 and kept with the anchor's frame.
+the same density. Each peak (an anchor) is paired with the next `fanout` peaks in its target zone (1 to `MAX_DT`
+frames later, at most `MAX_DF` bins away); a pair is hashed from (anchor bin, bin difference, frame difference)
+into 23 bits of a uint32 and kept with the anchor's frame.
 
 A song and a query find each other when many of their hashes agree on one time offset (see `selectors`). Queries
-are fingerprinted more densely than songs (more peaks, more targets per anchor, every pair of them) and at three
-sub-hop shifts of the frame grid, so that a song's triplets are found in a query even when noise or a codec moves
-or hides some of its peaks.
+are fingerprinted more densely than songs (more peaks, smaller neighbourhoods, more pairs per anchor) and at three
+sub-hop shifts of the frame grid, so that a song's pairs are found in a query even when noise or a codec moves or
+hides some of its peaks.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ UInt32Array = npt.NDArray[np.uint32]
 IntArray = npt.NDArray[np.int64]
 
 # The algorithm's name: fingerprints made by another version are never compared with these.
-ALGORITHM = "landmarks-v3"
+ALGORITHM = "landmarks-v2"
 
 # Analysis rate: everything above 4 kHz is dropped; 32 kHz / 4.
 RATE = 8000
@@ -54,6 +54,8 @@ BLOCK_FRAMES = 31
 MIN_DT = 1
 MAX_DT = 127
 MAX_DF = 127
+# Hash layout, high to low: anchor bin (8 bits) | bin difference + MAX_DF (8 bits) | frame difference (7 bits).
+HASH_BITS = (MAX_BIN - 1).bit_length() + (2 * MAX_DF).bit_length() + MAX_DT.bit_length()
 # Magnitudes are floored this far below the audio's peak (about -90 dB), so digital silence has no peaks and
 # the analysis does not depend on the recording's level.
 FLOOR_RATIO = 3e-5
@@ -71,11 +73,11 @@ class Density:
     min_prominence: float = 0.5  # above the local average, in natural log units of magnitude (0.5: 4.3 dB)
 
 
-# Songs: the strongest peaks only, each with REFERENCE_COMBOS pairs of its first 5 targets: about 96 hashes per
-# second of audio (4 bytes each as postings: 1.4 MB per hour).
-REFERENCE = Density(peaks_per_second=16.0, fanout=5)
-# Queries: twice a song's peaks, each with every pair of its first 14 targets (91), so that a song's triplets are
-# among the query's even where noise adds peaks between them; robustness is paid for at query time, not in the index.
+# Songs: the strongest peaks only, 7 pairs each: about 110 hashes per second of audio (4 bytes each as postings:
+# 1.6 MB per hour).
+REFERENCE = Density(peaks_per_second=16.0, fanout=7)
+# Queries: twice a song's peaks and pairs, so that the song's pairs are among the query's even where noise adds
+# peaks between them; robustness is paid for at query time, not in the index.
 QUERY = Density(peaks_per_second=32.0, fanout=14)
 # Queries are fingerprinted again with the frame grid moved by these fractions of a hop.
 QUERY_SHIFTS = (0.0, 1 / 3, 2 / 3)
@@ -198,63 +200,18 @@ def targets(t: IntArray, f: IntArray, fanout: int) -> tuple[IntArray, IntArray]:
     return a[order], b[order]
 
 
-# Triplets: an anchor with two of its targets, hashed from the anchor's bin and both targets' bin and frame
-# differences. Pairs of peaks take too few distinct values (about 2^16.6 in effect on real music) for a catalog of
-# 100k songs: each of a query's hashes would fetch tens of thousands of postings. A third peak makes them rarer.
-# A song keeps REFERENCE_COMBOS of each anchor's target pairs (neighbouring targets first); a query every pair of
-# its first QUERY.fanout targets, so that the song's targets are among them even where noise adds peaks between.
-REFERENCE_COMBOS = 6
-# Bits of a triplet's hash: the packed fields (about 40 bits) mixed down to these. 28 bits keep a segment's keys
-# and offsets (12 bytes per distinct hash, at most 2^28) under half a megabyte per hour at 100k songs.
-HASH_BITS = 28
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def combinations(fanout: int) -> list[tuple[int, int]]:
-    """Pairs (i, j), i < j, of target ranks below `fanout`: neighbouring ranks first, then by the later rank."""
-    pairs = [(i, j) for j in range(1, fanout) for i in range(j)]
-    return sorted(pairs, key=lambda ij: (ij[1] - ij[0] > 1, ij[1]))
-
-
-def triplets(t: IntArray, f: IntArray, fanout: int, combos: int = 0) -> tuple[UInt32Array, UInt32Array]:
-    """Hash each peak with pairs of its first `fanout` targets (the first `combos` of `combinations`, or all):
-    (hashes, anchor frames), in anchor order."""
+def pair(t: IntArray, f: IntArray, fanout: int) -> tuple[UInt32Array, UInt32Array]:
+    """Hash each peak with up to `fanout` of the next peaks in its target zone: (hashes, anchor frames)."""
     a, b = targets(t, f, fanout)
-    if a.size == 0:
-        return np.empty(0, np.uint32), np.empty(0, np.uint32)
-    rank = np.arange(a.size) - np.searchsorted(a, a, side="left")
-    table = np.full((t.size, fanout), -1, dtype=np.int64)
-    table[a, rank] = b
-    rows, second, third = [], [], []
-    for i, j in combinations(fanout)[: combos or None]:
-        found = np.flatnonzero(table[:, j] >= 0)
-        rows.append(found)
-        second.append(table[found, i])
-        third.append(table[found, j])
-    order = np.argsort(np.concatenate(rows), kind="stable")
-    anchor, b, c = (np.concatenate(x)[order] for x in (rows, second, third))
-    u = np.uint64
-    key = (
-        f[anchor].astype(u)
-        | ((f[b] - f[anchor] + MAX_DF).astype(u) << u(8))
-        | ((t[b] - t[anchor]).astype(u) << u(16))
-        | ((f[c] - f[anchor] + MAX_DF).astype(u) << u(24))
-        | ((t[c] - t[anchor]).astype(u) << u(32))
-    )
-    # Multiplicative hashing: the top bits of key x (golden ratio x 2^64) spread the keys evenly.
-    hashes = ((key * _GOLDEN) >> u(64 - HASH_BITS)).astype(np.uint32)
-    return hashes, t[anchor].astype(np.uint32)
-
-
-def hash_peaks(t: IntArray, f: IntArray, density: Density) -> tuple[UInt32Array, UInt32Array]:
-    """The hashes of peaks picked with `density`: songs keep REFERENCE_COMBOS per anchor, queries every pair."""
-    return triplets(t, f, density.fanout, REFERENCE_COMBOS if density is REFERENCE else 0)
+    df_bits, dt_bits = (2 * MAX_DF).bit_length(), MAX_DT.bit_length()
+    hashes = (f[a] << (df_bits + dt_bits)) | ((f[b] - f[a] + MAX_DF) << dt_bits) | (t[b] - t[a])
+    return hashes.astype(np.uint32), t[a].astype(np.uint32)
 
 
 def _landmarks_8k(x: npt.NDArray[np.float32], density: Density) -> Landmarks:
     log_mag, log_floor = spectrogram(x)
     t, f = peaks(log_mag, log_floor, density)
-    hashes, times = hash_peaks(t, f, density)
+    hashes, times = pair(t, f, density.fanout)
     return Landmarks(hashes, times, peaks=int(t.size), frames=int(log_mag.shape[0]))
 
 

@@ -25,7 +25,7 @@ BACKGROUND_GAP = 3
 BACKGROUND_CAP = 3.0
 # chance_level(): matches an unrelated song gets by chance, at least and per query landmark.
 CHANCE_BASE = 2.0
-CHANCE_PER_HASH = 1 / 4000
+CHANCE_PER_HASH = 1 / 1000
 _MEAN_SHIFT = float(np.mean(QUERY_SHIFTS))
 # Above this many hits, only the songs of the SHORTLIST_SIZE best alignments in bins of COARSE_FRAMES frames are
 # scored exactly: a sort of every hit costs more than the rest of a lookup.

@@ -92,9 +92,10 @@ STOP_SHARE = 2.5e-5
 STOP_MIN = 64
 
 
-# A lookup reads at most this many hits (a hash's entries times its repeats in the query), rarest hashes first: a
-# query's cost stays bounded by the query, not the catalog, and rare hashes are the ones that tell songs apart.
-LOOKUP_BUDGET = 400_000
+# With a budget (> 0), a lookup reads at most this many hits (a hash's entries times its repeats in the query),
+# rarest hashes first: its cost is then bounded by the budget, not the catalog. Off: with pair hashes a budget that
+# bounds a 100k-song catalog's lookups drops most of a clip's matches (see README, "Identifying a clip").
+LOOKUP_BUDGET = 0
 
 
 def stop_limit(landmarks: int) -> int:
