@@ -2,6 +2,7 @@
 
 Usage: python bench/fingerprint_tune.py [--corpus /work/corpus] [--cache /tmp/fingerprint-cache]
        [--settings 10:5,3:5,10:0] [--queries 200] [--holdout-family wesnoth] [--set NAME=VALUE ...]
+       [--stop-at-scale [--scale-hours 6700] [--budget 0,400000]] [--triplets BITS | --refined-pairs STEPS]
 
 Decodes every corpus file once (embeddings.audio.decode; cached as .npy) and makes the queries once per setting
 (excerpt + pink noise at the SNR + MP3 64 kb/s round trip; cached), so that trying landmark parameters costs only
@@ -14,12 +15,20 @@ fingerprints.selectors with a `selectors.` prefix, e.g. `--set selectors.CHANCE_
 targets (or, for songs, the first `--reference-combos` such two: neighbouring targets first), the third peak's
 frame and bin differences divided by `--third-step`, the key mixed down to BITS bits (HASH_BITS is set to match,
 so the stop list scales as it would).
+`--refined-pairs STEPS` hashes pairs from sub-bin peak frequencies (the vertex of a parabola through a peak and its
+neighbours) in 1/STEPS bin steps; a query also hashes the neighbouring step of a field within `--pair-margins`
+(anchor, spread, delay, in steps) of its edge.
+Peaks (with their refined positions) are cached per density in `--cache` (peaks-*.pkl), so trying hash layouts
+costs only the hashing; `--min-df` and `--level-step` work on fresh peaks.
 `--min-df N` passes over targets fewer than N bins from their anchor (sustained tones make those pairs common);
 `--level-step W` adds 2 bits to pair hashes: the target's log magnitude minus the anchor's in levels W apart, the
 query also trying the next level within `--level-margin`.
 `--stop-at-scale` leaves out of each query the hashes the stop list would skip at `--scale-hours` (each judged by
 its expected rate given its corpus count, see expected_rates): what a catalog of that size would find, not just
-what it would fetch. The postings printed are those of the hashes looked up.
+what it would fetch. The postings printed are those of the hashes looked up. `--budget B1,B2,...` (with
+`--stop-at-scale`) also keeps only each query's rarest hashes at that scale up to B hits, as
+fingerprints.index.LOOKUP_BUDGET would; one result block per budget (0: none), each ending in a SUMMARY line at the
+thresholds in settings.
 
 Prints per setting the unthresholded scores (best, runner-up song, the best song's background) and, for a grid of
 FINGERPRINT_MIN_MATCHES x FINGERPRINT_MIN_CONFIDENCE, the share of right answers and of false matches.

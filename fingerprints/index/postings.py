@@ -24,8 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from derived.store import BoolArray, CorruptIndex, IdArray, Snapshot, check_shapes, ids_array, open_arrays, song_id_at
-from fingerprints.index import FingerprintIndexError, Hits, check_landmarks
+from derived.store import BoolArray, CorruptIndex, IdArray, Snapshot, check_shapes, ids_array, open_arrays
+from fingerprints.index import FingerprintIndexError, Hits, SongIds, check_landmarks
 from fingerprints.landmarks import ALGORITHM
 from fingerprints.models import SongFingerprints
 
@@ -262,7 +262,8 @@ def lookup(
     if np.any(skipped):
         for _, counts in ranges:
             counts[skipped] = 0
-    song_ids: list[UUID] = []
+    id_parts: list[IdArray] = []
+    known = 0
     songs: list[I64] = []
     ref_times: list[I64] = []
     which: list[I64] = []
@@ -278,9 +279,13 @@ def lookup(
         position, unique_index, song = position[live], unique_index[live], song[live]
         if song.size == 0:
             continue
-        used, local = np.unique(song, return_inverse=True)
-        songs.append(local.astype(np.int64) + len(song_ids))
-        song_ids.extend(song_id_at(segment.song_ids, int(i)) for i in used)
+        # The segment's songs that were hit, numbered in order: a count per song, not a sort of every hit.
+        used = np.flatnonzero(np.bincount(song, minlength=segment.starts.size))
+        number = np.zeros(segment.starts.size, dtype=np.int64)
+        number[used] = np.arange(used.size) + known
+        songs.append(number[song])
+        id_parts.append(np.asarray(segment.song_ids[used]))
+        known += used.size
         ref_times.append(position - segment.starts[song])
         which.append(unique_index)
     if not songs:
@@ -292,7 +297,7 @@ def lookup(
     repeats = multiplicity[unique_index]
     total = int(repeats.sum())
     return Hits(
-        song_ids=song_ids,
+        song_ids=SongIds(np.concatenate(id_parts)),
         songs=np.repeat(song, repeats),
         ref_times=np.repeat(ref_time, repeats),
         query_positions=order[expand(first[unique_index], repeats, total)].astype(np.int64),

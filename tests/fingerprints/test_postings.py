@@ -214,3 +214,18 @@ def test_a_lookup_within_a_budget_reads_the_rarest_hashes_first() -> None:
     # A hash the query holds twice costs its entries twice.
     assert read([3, 3, 2], budget=15) == {3: 6}
     assert read([9, 3], budget=3) == {3: 3}
+
+
+def test_hits_name_their_songs_by_id_and_find_them_again() -> None:
+    rng = np.random.default_rng(7)
+    songs = {uuid.UUID(int=i << 64): random_song(rng, 200) for i in range(1, 5)}  # ids ending in zero bytes
+    index = MemoryFingerprintIndex()
+    index.add_many([(k, h, t) for k, (h, t) in songs.items()])
+
+    hits = lookup(_snapshot(index), np.arange(500, dtype=np.uint32))
+
+    assert sorted(hits.song_ids) == sorted(songs)
+    for song_id in songs:
+        assert song_id in hits.song_ids
+        assert hits.song_ids[hits.song_ids.index(song_id)] == song_id
+    assert uuid.uuid4() not in hits.song_ids
