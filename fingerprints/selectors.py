@@ -75,7 +75,7 @@ def shortlist(songs: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64], size
     counts = np.bincount(slot, minlength=1 << COARSE_BITS)
     # The least count among the `size` fullest counters (ties kept), from the histogram of counts: no selection sort.
     fullest = np.cumsum(np.bincount(counts)[::-1])[::-1]
-    least = max(1, int(np.flatnonzero(fullest >= size)[-1]) if fullest[0] >= size else 1)
+    least = max(1, int(np.flatnonzero(fullest >= size)[-1]))  # fullest[c]: counters holding c or more
     chosen = counts >= least
     wanted = np.zeros(int(songs.max()) + 1, dtype=np.bool_)
     wanted[songs[chosen[slot]]] = True
