@@ -329,10 +329,10 @@ def use_peak_cache(cache: Path) -> None:
     import hashlib
     import pickle
 
-    stores: dict[str, dict[str, tuple[np.ndarray, ...]]] = {}
+    stores: dict[str, dict[str, tuple[Any, ...]]] = {}
     dirty: set[str] = set()
 
-    def store(density: lm.Density) -> dict[str, tuple[np.ndarray, ...]]:
+    def store(density: lm.Density) -> dict[str, tuple[Any, ...]]:
         # Peaks do not depend on the fanout: one cache serves every fanout (the name from before that is kept).
         peaks_only = dataclasses.replace(density, fanout=7 if density.peaks_per_second <= 16 else 14)
         name = hashlib.sha1(repr((peaks_only, lm.TILT, lm.BLOCK_FRAMES)).encode()).hexdigest()[:12]  # noqa: S324
@@ -343,7 +343,7 @@ def use_peak_cache(cache: Path) -> None:
 
     def landmarks_8k(x: np.ndarray, density: lm.Density) -> lm.Landmarks:
         memo = store(density)
-        key = hashlib.sha1(np.ascontiguousarray(x).view(np.uint8)).hexdigest()  # noqa: S324 (a cache key)
+        key = hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest()  # noqa: S324 (a cache key)
         if key not in memo:
             log_mag, log_floor = lm.spectrogram(x)
             t, f = lm.peaks(log_mag, log_floor, density)
@@ -516,8 +516,6 @@ def main() -> None:
     budgets = [int(float(b)) for b in args.budget.split(",")]
     for setting in args.settings.split(","):
         seconds, snr = (float(x) for x in setting.split(":"))
-        rows = []
-        postings, recalls, sizes, stopped = [], [], [], []
         prepared = []
         for name, start, clip in make_queries(audio, seconds, snr, args.seed, args.queries, args.cache):
             began = time.perf_counter()
@@ -531,8 +529,11 @@ def main() -> None:
         if hasattr(use_peak_cache, "save"):
             use_peak_cache.save()
         for budget in budgets:
-            rows = []
-            postings, recalls, sizes, stopped = [], [], [], []
+            rows: list[tuple[Any, ...]] = []
+            postings: list[float] = []
+            recalls: list[float] = []
+            sizes: list[int] = []
+            stopped: list[float] = []
             rates = expected_rates([p[6] for p in prepared])
             for name, start, query, spent, known, own, others, mine, rest in prepared:
                 # Postings: the plain scaled count (unbiased, the query being independent of the other songs); the
