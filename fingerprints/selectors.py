@@ -27,6 +27,12 @@ BACKGROUND_CAP = 3.0
 CHANCE_BASE = 2.0
 CHANCE_PER_HASH = 1 / 1000
 _MEAN_SHIFT = float(np.mean(QUERY_SHIFTS))
+# Above this many hits, only the songs of the SHORTLIST_SIZE best alignments in bins of COARSE_FRAMES frames are
+# scored exactly: a sort of every hit costs more than the rest of a lookup.
+SHORTLIST_HITS = 50_000
+SHORTLIST_SIZE = 32
+COARSE_FRAMES = 4
+COARSE_BITS = 20
 # With a `live` filter, this many best songs are asked about at once, so dead ones are passed over in one query.
 LIVE_CANDIDATES = 8
 
@@ -57,15 +63,39 @@ class Match:
         return self.runner_up.matches if self.runner_up else 0
 
 
+def shortlist(songs: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.bool_]:
+    """Which hits belong to the songs of the `size` best coarse alignments, in one pass without sorting.
+
+    Hits are counted per (song, offset in COARSE_FRAMES), hashed into 2^COARSE_BITS counters: a song's best exact
+    alignment holds at least half its count in one coarse bin, so the songs worth scoring exactly are among those of
+    the fullest counters (a collision only adds songs to look at).
+    """
+    key = (songs.astype(np.uint64) << np.uint64(32)) | ((offsets + 2**31) // COARSE_FRAMES).astype(np.uint64)
+    slot = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - COARSE_BITS)).astype(np.int64)
+    counts = np.bincount(slot, minlength=1 << COARSE_BITS)
+    # The least count among the `size` fullest counters (ties kept), from the histogram of counts: no selection sort.
+    fullest = np.cumsum(np.bincount(counts)[::-1])[::-1]
+    least = max(1, int(np.flatnonzero(fullest >= size)[-1]))  # fullest[c]: counters holding c or more
+    chosen = counts >= least
+    wanted = np.zeros(int(songs.max()) + 1, dtype=np.bool_)
+    wanted[songs[chosen[slot]]] = True
+    return wanted[songs]
+
+
 def candidates(query: Landmarks, hits: Hits, limit: int = 2) -> list[Candidate]:
     """The `limit` songs with the most landmarks agreeing on one offset, best first (one entry per song).
 
     Offsets are counted per (song, offset in frames); a bin's score adds its neighbours within OFFSET_TOLERANCE.
+    Above SHORTLIST_HITS hits, only the songs of the best coarse alignments are scored so (see `shortlist`).
     """
     if len(hits) == 0 or limit < 1:
         return []
     offsets = hits.ref_times - query.times[hits.query_positions].astype(np.int64)
-    keys = np.sort((hits.songs << 32) + (offsets + 2**31))
+    songs_of_hits = hits.songs
+    if offsets.size > SHORTLIST_HITS:
+        keep = shortlist(songs_of_hits, offsets, max(SHORTLIST_SIZE, 4 * limit))
+        offsets, songs_of_hits = offsets[keep], songs_of_hits[keep]
+    keys = np.sort((songs_of_hits << 32) + (offsets + 2**31))
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     unique = keys[starts]
     counts = np.diff(np.r_[starts, keys.size])

@@ -7,8 +7,9 @@ An index maps landmark hashes to (song, anchor frame). Backends follow the vecto
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, overload
 from uuid import UUID
 
 import numpy as np
@@ -24,12 +25,47 @@ class FingerprintIndexUnavailable(FingerprintIndexError):
     """The index cannot be reached right now; retrying later may succeed."""
 
 
+class SongIds(Sequence[UUID]):
+    """Song ids kept as 16-byte values (a segment's `ids`), made UUIDs only when read: a lookup can touch tens of
+    thousands of songs, of which scoring names a few."""
+
+    def __init__(self, raw: npt.NDArray[np.bytes_]) -> None:
+        self.raw = raw
+
+    def __len__(self) -> int:
+        return int(self.raw.shape[0])
+
+    @overload
+    def __getitem__(self, index: int) -> UUID: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[UUID]: ...
+    def __getitem__(self, index: int | slice) -> UUID | list[UUID]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        row = range(len(self))[index]
+        return UUID(bytes=self.raw[row : row + 1].tobytes())  # a one-row slice keeps trailing zero bytes
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        if isinstance(value, UUID):
+            rows = np.flatnonzero(self.raw[start:stop] == np.frombuffer(value.bytes, dtype="S16")[0])
+            if rows.size:
+                return start + int(rows[0])
+        raise ValueError(f"{value!r} is not among the songs")
+
+    def __contains__(self, value: object) -> bool:
+        try:
+            self.index(value)
+        except ValueError:
+            return False
+        return True
+
+
 @dataclass(frozen=True)
 class Hits:
     """Index entries whose hash equals one of the query's: entry i is song `song_ids[songs[i]]` at frame
     `ref_times[i]`, and matched the query hash at position `query_positions[i]`."""
 
-    song_ids: list[UUID]
+    song_ids: Sequence[UUID]
     songs: npt.NDArray[np.int64]
     ref_times: npt.NDArray[np.int64]
     query_positions: npt.NDArray[np.int64]
@@ -90,6 +126,12 @@ def get_fingerprint_index() -> FingerprintIndex:
 # (at 1,000 songs, 16 x the average kept 24 of 40 noisy clips identified; this share keeps 39). Never below STOP_MIN.
 STOP_SHARE = 2.5e-5
 STOP_MIN = 64
+
+
+# With a budget (> 0), a lookup reads at most this many hits (a hash's entries times its repeats in the query),
+# rarest hashes first: its cost is then bounded by the budget, not the catalog. Off: with pair hashes a budget that
+# bounds a 100k-song catalog's lookups drops most of a clip's matches (see README, "Identifying a clip").
+LOOKUP_BUDGET = 0
 
 
 def stop_limit(landmarks: int) -> int:

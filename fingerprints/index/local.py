@@ -20,6 +20,7 @@ from django.db import transaction
 
 from derived.services import record_change
 from derived.store import Part, SegmentStore, Snapshot, StoreBusy, ids_array
+from fingerprints import index
 from fingerprints.index import (
     FingerprintIndexError,
     FingerprintIndexUnavailable,
@@ -43,8 +44,10 @@ def stats_of(snapshot: Snapshot[PostingSegment], nbytes: int) -> IndexStats:
 
 
 def stopped_lookup(snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32]) -> Hits:
-    """Lookup with the stop list for the snapshot's size: hashes far more common than average are skipped."""
-    return lookup(snapshot, hashes, stop_limit(sum(part.segment.landmarks for part in snapshot.parts)))
+    """Lookup with the stop list for the snapshot's size (hashes far more common than average are skipped), within
+    LOOKUP_BUDGET hits."""
+    landmarks = sum(part.segment.landmarks for part in snapshot.parts)
+    return lookup(snapshot, hashes, stop_limit(landmarks), index.LOOKUP_BUDGET)
 
 
 class MemoryFingerprintIndex:

@@ -24,8 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from derived.store import BoolArray, CorruptIndex, IdArray, Snapshot, check_shapes, ids_array, open_arrays, song_id_at
-from fingerprints.index import FingerprintIndexError, Hits, check_landmarks
+from derived.store import BoolArray, CorruptIndex, IdArray, Snapshot, check_shapes, ids_array, open_arrays
+from fingerprints.index import FingerprintIndexError, Hits, SongIds, check_landmarks
 from fingerprints.landmarks import ALGORITHM
 from fingerprints.models import SongFingerprints
 
@@ -233,9 +233,12 @@ def _key_ranges(parts: Sequence[tuple[PostingSegment, BoolArray]]) -> list[tuple
     return [(low, high) for low, high in itertools.pairwise(bounds) if low < high]
 
 
-def lookup(snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32], max_per_hash: int = 0) -> Hits:
+def lookup(
+    snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32], max_per_hash: int = 0, budget: int = 0
+) -> Hits:
     """Entries of live songs whose hash is in `hashes`; a hash with more than `max_per_hash` entries (if > 0),
-    counted over every segment, is skipped."""
+    counted over every segment, is skipped; with a `budget` (if > 0), only the query's rarest hashes are read, as
+    many as keep the hits (entries times the hash's repeats in the query) within it."""
     query = np.asarray(hashes, dtype=np.uint32)
     parts = [part for part in snapshot.parts if part.segment.keys.size]
     if query.size == 0 or not parts:
@@ -252,11 +255,15 @@ def lookup(snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32], m
         present = keys[at] == unique
         counts = np.where(present, part.segment.offsets[at + 1] - part.segment.offsets[at], 0)
         ranges.append((np.asarray(part.segment.offsets[at]), counts))
-    if max_per_hash > 0:
-        common = sum(counts for _, counts in ranges) > max_per_hash
+    totals = sum(counts for _, counts in ranges)
+    skipped = totals > max_per_hash if max_per_hash > 0 else np.zeros(unique.size, dtype=np.bool_)
+    if budget > 0:
+        skipped |= over_budget(np.where(skipped, 0, totals), multiplicity, budget)
+    if np.any(skipped):
         for _, counts in ranges:
-            counts[common] = 0
-    song_ids: list[UUID] = []
+            counts[skipped] = 0
+    id_parts: list[IdArray] = []
+    known = 0
     songs: list[I64] = []
     ref_times: list[I64] = []
     which: list[I64] = []
@@ -272,9 +279,13 @@ def lookup(snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32], m
         position, unique_index, song = position[live], unique_index[live], song[live]
         if song.size == 0:
             continue
-        used, local = np.unique(song, return_inverse=True)
-        songs.append(local.astype(np.int64) + len(song_ids))
-        song_ids.extend(song_id_at(segment.song_ids, int(i)) for i in used)
+        # The segment's songs that were hit, numbered in order: a count per song, not a sort of every hit.
+        used = np.flatnonzero(np.bincount(song, minlength=segment.starts.size))
+        number = np.zeros(segment.starts.size, dtype=np.int64)
+        number[used] = np.arange(used.size) + known
+        songs.append(number[song])
+        id_parts.append(np.asarray(segment.song_ids[used]))
+        known += used.size
         ref_times.append(position - segment.starts[song])
         which.append(unique_index)
     if not songs:
@@ -286,11 +297,23 @@ def lookup(snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32], m
     repeats = multiplicity[unique_index]
     total = int(repeats.sum())
     return Hits(
-        song_ids=song_ids,
+        song_ids=SongIds(np.concatenate(id_parts)),
         songs=np.repeat(song, repeats),
         ref_times=np.repeat(ref_time, repeats),
         query_positions=order[expand(first[unique_index], repeats, total)].astype(np.int64),
     )
+
+
+def over_budget(totals: I64, multiplicity: I64, budget: int) -> npt.NDArray[np.bool_]:
+    """Which hashes a lookup within `budget` hits leaves out: the commonest, once the rarer ones (entries times
+    repeats in the query) have used it up. Rare hashes are both cheap and the most telling."""
+    cost = totals * multiplicity
+    if int(cost.sum()) <= budget:
+        return np.zeros(totals.size, dtype=np.bool_)
+    order = np.argsort(totals, kind="stable")
+    out = np.ones(totals.size, dtype=np.bool_)
+    out[order[np.cumsum(cost[order]) <= budget]] = False
+    return out
 
 
 def checked(items: Sequence[tuple[UUID, Any, Any]]) -> list[tuple[UUID, Payload]]:

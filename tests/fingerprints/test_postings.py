@@ -193,3 +193,39 @@ def test_the_backend_follows_vector_backend(settings: Any) -> None:
     settings.MONGODB_URI = ""
     with pytest.raises(FingerprintIndexError, match="MONGODB_URI"):
         get_fingerprint_index()
+
+
+def test_a_lookup_within_a_budget_reads_the_rarest_hashes_first() -> None:
+    song_id = uuid.uuid4()
+    hashes = np.repeat(np.asarray([1, 2, 3], dtype=np.uint32), [100, 10, 3])
+    index = MemoryFingerprintIndex()
+    index.add(song_id, hashes, np.arange(hashes.size, dtype=np.uint32))
+    snapshot = _snapshot(index)
+
+    def read(query: list[int], budget: int) -> dict[int, int]:
+        hits = lookup(snapshot, np.asarray(query, dtype=np.uint32), budget=budget)
+        matched = np.asarray(query)[hits.query_positions]
+        return {int(h): int(n) for h, n in zip(*np.unique(matched, return_counts=True), strict=True)}
+
+    assert read([1, 2, 3], budget=0) == {1: 100, 2: 10, 3: 3}
+    assert read([1, 2, 3], budget=113) == {1: 100, 2: 10, 3: 3}
+    assert read([1, 2, 3], budget=15) == {2: 10, 3: 3}
+    assert read([1, 2, 3], budget=12) == {3: 3}
+    # A hash the query holds twice costs its entries twice.
+    assert read([3, 3, 2], budget=15) == {3: 6}
+    assert read([9, 3], budget=3) == {3: 3}
+
+
+def test_hits_name_their_songs_by_id_and_find_them_again() -> None:
+    rng = np.random.default_rng(7)
+    songs = {uuid.UUID(int=i << 64): random_song(rng, 200) for i in range(1, 5)}  # ids ending in zero bytes
+    index = MemoryFingerprintIndex()
+    index.add_many([(k, h, t) for k, (h, t) in songs.items()])
+
+    hits = lookup(_snapshot(index), np.arange(500, dtype=np.uint32))
+
+    assert sorted(hits.song_ids) == sorted(songs)
+    for song_id in songs:
+        assert song_id in hits.song_ids
+        assert hits.song_ids[hits.song_ids.index(song_id)] == song_id
+    assert uuid.uuid4() not in hits.song_ids
