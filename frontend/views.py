@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
-from catalog import selectors, services
+from catalog import recordings, selectors, services
 from catalog.api.permissions import visitor_of
 from catalog.api.serializers import SongSerializer
 from catalog.errors import CatalogError
@@ -157,6 +157,7 @@ def song_detail(request: HttpRequest, song_id: UUID) -> HttpResponse:
     playback = SongSerializer().get_playback_url
     context = {
         "song": song,
+        "duplicates": recordings.duplicates_of(song),
         "duration": format_duration(song.duration_seconds),
         "playback_url": playback(song),
         "in_progress": song.status in IN_PROGRESS,

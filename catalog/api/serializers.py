@@ -59,6 +59,17 @@ class SongBriefSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class DuplicateSerializer(serializers.Serializer):
+    song = SongBriefSerializer()
+    excerpt = serializers.BooleanField(help_text="The song holds only part of the recording")
+    offset_seconds = serializers.FloatField(help_text="Where it starts in the longest copy it was matched with")
+
+
+class DuplicatesResponseSerializer(serializers.Serializer):
+    song_id = serializers.UUIDField()
+    results = DuplicateSerializer(many=True)
+
+
 class NeighbourSerializer(serializers.Serializer):
     song = SongBriefSerializer()
     score = serializers.FloatField()
