@@ -24,6 +24,12 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return (v / np.linalg.norm(v)).astype(np.float32)
 
 
+def _vector(song_id: Any) -> np.ndarray:
+    vector = get_vector_index("features", DIM).get(song_id)
+    assert vector is not None
+    return vector
+
+
 def _add(vector: np.ndarray, **fields: Any) -> Song:
     song = SongFactory.create(embedding_model="features", **fields)
     get_vector_index("features", DIM).upsert(song.pk, song.object_key, _unit(vector))
@@ -92,8 +98,7 @@ def test_a_skip_steers_the_rest_of_the_radio_away_from_its_sound(
     seed = clusters["warm"][0]
     # A song between the seed's family and the bright one, then bright songs after it.
     bridge = _add(
-        get_vector_index("features", DIM).get(seed.pk)
-        + get_vector_index("features", DIM).get(clusters["bright"][0].pk),
+        _vector(seed.pk) + _vector(clusters["bright"][0].pk),
         title="bridge",
     )
     first = radio.radio([seed.pk], length=30, relevance=0.5)
@@ -120,16 +125,16 @@ def test_the_relevance_setting_trades_closeness_for_variety(clusters: dict[str, 
     seed = clusters["warm"][0].pk
 
     def spread(picks: list[radio.Pick]) -> float:
-        vectors = np.stack([index.get(p.song.pk) for p in picks])
+        vectors = np.stack([_vector(p.song.pk) for p in picks])
         similarity = vectors @ vectors.T
         return float(similarity[np.triu_indices(len(picks), 1)].mean())
 
     close = radio.radio([seed], length=8, relevance=1.0)
     varied = radio.radio([seed], length=8, relevance=0.2)
 
-    nearest = index.search(index.get(seed), 2)[1].song_id
+    nearest = index.search(_vector(seed), 2)[1].song_id
     assert close[0].song.pk == nearest
-    to_seed = [float(np.mean([index.get(p.song.pk) @ index.get(seed) for p in picks])) for picks in (close, varied)]
+    to_seed = [float(np.mean([_vector(p.song.pk) @ _vector(seed) for p in picks])) for picks in (close, varied)]
     assert to_seed[0] > to_seed[1]
     assert spread(varied) < spread(close)
 
@@ -137,9 +142,8 @@ def test_the_relevance_setting_trades_closeness_for_variety(clusters: dict[str, 
 def test_radio_keeps_one_copy_of_a_recording_unless_asked(clusters: dict[str, list[Song]], settings: Any) -> None:
     settings.RADIO_MAX_PER_ARTIST = 50
     settings.RADIO_MAX_PER_ALBUM = 50
-    index = get_vector_index("features", DIM)
     original = clusters["warm"][2]
-    copy = _add(index.get(original.pk), title="copy")
+    copy = _add(_vector(original.pk), title="copy")
     recording = Recording.objects.create()
     RecordingLink.objects.create(song=original, recording=recording)
     RecordingLink.objects.create(song=copy, recording=recording)
@@ -199,16 +203,15 @@ def arc(rng: np.random.Generator) -> tuple[Song, Song, list[Song]]:
 
 def test_a_path_starts_next_to_from_ends_next_to_to_and_uses_no_song_twice(arc: tuple[Song, Song, list[Song]]) -> None:
     start, end, _ = arc
-    index = get_vector_index("features", DIM)
-    a, b = index.get(start.pk), index.get(end.pk)
+    a, b = _vector(start.pk), _vector(end.pk)
 
     path = radio.song_path(start.pk, end.pk, steps=8)
 
     ids = [p.song.pk for p in path]
     assert len(ids) == 8 and len(set(ids)) == 8
     assert not {start.pk, end.pk} & set(ids)
-    to_start = [float(index.get(i) @ a) for i in ids]
-    to_end = [float(index.get(i) @ b) for i in ids]
+    to_start = [float(_vector(i) @ a) for i in ids]
+    to_end = [float(_vector(i) @ b) for i in ids]
     assert to_start[0] > to_end[0] and to_end[-1] > to_start[-1]
     # It moves: closeness to the end grows along the way.
     assert np.corrcoef(np.arange(8), to_end)[0, 1] > 0.9
@@ -216,9 +219,8 @@ def test_a_path_starts_next_to_from_ends_next_to_to_and_uses_no_song_twice(arc: 
 
 def test_a_path_skips_copies_of_a_recording_already_on_it(arc: tuple[Song, Song, list[Song]]) -> None:
     start, end, _ = arc
-    index = get_vector_index("features", DIM)
     path = radio.song_path(start.pk, end.pk, steps=6)
-    copy = _add(index.get(path[2].song.pk), title="copy")
+    copy = _add(_vector(path[2].song.pk), title="copy")
     recording = Recording.objects.create()
     RecordingLink.objects.create(song=path[2].song, recording=recording)
     RecordingLink.objects.create(song=copy, recording=recording)
