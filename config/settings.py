@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "fingerprints",
     "derived",
     "frontend",
+    "playlists",
 ]
 
 MIDDLEWARE = [
@@ -327,3 +328,5 @@ RADIO_MAX_PER_ALBUM = env_int("RADIO_MAX_PER_ALBUM", 2, minimum=1)
 # Longest radio or path one request returns, and most seeds, steer-away and played songs it takes.
 RADIO_MAX_LENGTH = env_int("RADIO_MAX_LENGTH", 100, minimum=1, maximum=500)
 RADIO_MAX_INPUT_SONGS = env_int("RADIO_MAX_INPUT_SONGS", 500, minimum=1, maximum=5000)
+# Most songs one playlist holds.
+PLAYLIST_MAX_SONGS = env_int("PLAYLIST_MAX_SONGS", 1000, minimum=1, maximum=100000)

@@ -96,6 +96,8 @@ def home(request: HttpRequest) -> HttpResponse:
             "songUploaded": reverse("api-song-uploaded", args=[PLACEHOLDER_ID]),
             "songRetry": reverse("api-song-retry", args=[PLACEHOLDER_ID]),
             "radioPage": reverse("radio"),
+            "playlists": reverse("api-playlist-list"),
+            "playlistPage": reverse("playlist-detail", args=[PLACEHOLDER_ID]),
             "pathPage": reverse("path"),
         },
     }
@@ -197,7 +199,12 @@ def _queue_config() -> dict[str, Any]:
     """What the queue player (radio, paths) needs."""
     return {
         "songIdPlaceholder": str(PLACEHOLDER_ID),
-        "urls": {**_song_urls(), "radio": reverse("api-radio"), "path": reverse("api-path")},
+        "urls": {
+            **_song_urls(),
+            "radio": reverse("api-radio"),
+            "path": reverse("api-path"),
+            "playlists": reverse("api-playlist-list"),
+        },
     }
 
 

@@ -4,6 +4,7 @@
 
 import { api, el, songMeta, songTitle, songUrl } from "./common.js";
 import { playButton } from "./player.js";
+import { toast } from "./toast.js";
 
 const SEARCH_DEBOUNCE_MS = 250;
 const STATUS_TEXT = {
@@ -65,6 +66,16 @@ export function initCatalog(config) {
     pathLink.hidden = ids.length !== 2;
     if (ids.length === 2) pathLink.href = `${config.urls.pathPage}?${new URLSearchParams({ from: ids[0], to: ids[1] })}`;
   }
+  document.getElementById("selection-save")?.addEventListener("click", async () => {
+    const name = window.prompt("Name of the playlist", "Picked songs");
+    if (!name) return;
+    try {
+      const saved = await api(config.urls.playlists, { method: "POST", body: { name, songs: [...selected] } });
+      window.location.assign(songUrl(config.urls.playlistPage, placeholder, saved.id));
+    } catch (error) {
+      toast(`Could not save the playlist: ${error.message}`, { kind: "error" });
+    }
+  });
   document.getElementById("selection-clear")?.addEventListener("click", () => {
     selected.clear();
     for (const box of list.querySelectorAll(".song-item__select")) box.checked = false;
