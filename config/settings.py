@@ -245,7 +245,9 @@ UPLOAD_URL_EXPIRY_SECONDS = env_int("UPLOAD_URL_EXPIRY_SECONDS", 900, minimum=10
 PLAYBACK_URL_EXPIRY_SECONDS = env_int("PLAYBACK_URL_EXPIRY_SECONDS", 3600, minimum=10)
 
 # --- Audio and embeddings -------------------------------------------------------------------
-EMBEDDING_MODEL = env_choice("EMBEDDING_MODEL", "auto", ["auto", "panns-cnn14", "panns-cnn10", "features"])
+EMBEDDING_MODEL = env_choice(
+    "EMBEDDING_MODEL", "auto", ["auto", "panns-cnn14", "panns-cnn10", "panns-cnn14-meanmax", "features"]
+)
 EMBEDDING_DEVICE = env_device("EMBEDDING_DEVICE", "auto")
 # auto: float16 on a GPU, float32 on a CPU. Only the PANNs conv stack runs in 16 bits; the mel front end stays float32.
 EMBEDDING_PRECISION = env_choice("EMBEDDING_PRECISION", "auto", ["auto", "float32", "float16", "bfloat16"])
