@@ -103,3 +103,38 @@ def test_a_catalog_selection_starts_a_radio_and_two_songs_make_a_path(
     expect(page.locator("#queue-player")).to_be_visible()
     current = _wait_js(page, CURRENT)
     assert current != str(short_songs[2].pk)
+
+
+def test_a_listener_saves_the_radio_as_a_playlist_and_reorders_it(
+    open_page: Any, live_server: Any, short_songs: list[Song]
+) -> None:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from playlists.models import Playlist
+
+    expect = sync_api.expect
+    listener = User.objects.create_user("listener", password="pw-listener-123")
+    login = Client()
+    login.force_login(listener)
+    page = open_page()
+    page.context.add_cookies([{"name": "sessionid", "value": login.cookies["sessionid"].value, "url": live_server.url}])
+    page.on("dialog", lambda dialog: dialog.accept("Evening radio"))
+    page.goto(f"{live_server.url}/songs/{short_songs[0].pk}/")
+    page.get_by_role("button", name="Start radio").click()
+    _wait_js(page, CURRENT)
+
+    page.get_by_role("button", name="Save as playlist…").click()
+
+    _wait_js(page, "() => document.querySelector('#toasts-status').textContent.includes('Saved')")
+    playlist = Playlist.objects.get(owner=listener)
+    assert playlist.name == "Evening radio" and playlist.entries.count() == 4  # every song but the seed
+    page.get_by_role("link", name="Playlists").click()
+    page.get_by_role("link", name="Evening radio").click()
+    rows = page.get_by_test_id("playlist-songs").locator(".song-item__title")
+    before = rows.all_text_contents()
+    page.get_by_role("button", name=f"Move {before[0]} down").click()
+    expect(page.locator("#playlist-message")).to_have_text("Saved.")
+    after = [entry.song.display_title for entry in playlist.entries.order_by("position").select_related("song")]
+    assert after == [before[1], before[0], *before[2:]]
+    screenshot(page, "playlist-page.png")
