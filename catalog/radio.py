@@ -78,7 +78,13 @@ class _Catalog:
         ids = [hit.song_id for hit in hits]
         fresh = [song_id for song_id in ids if song_id not in self.songs]
         if fresh:
-            rows = Song.objects.filter(status=SongStatus.READY, embedding_model=self.model).in_bulk(fresh)
+            # By primary key only: a status filter lets SQLite walk the status index instead of the keys.
+            found = Song.objects.in_bulk(fresh)
+            rows = {
+                pk: song
+                for pk, song in found.items()
+                if song.status == SongStatus.READY and song.embedding_model == self.model
+            }
             self.songs.update(rows)
             if not self.duplicates:
                 self.recordings.update(recordings.recording_of(rows))
@@ -86,7 +92,7 @@ class _Catalog:
         return [song_id for song_id in ids if song_id in self.songs and song_id in self.vectors]
 
     def seed_vectors(self, song_ids: Sequence[UUID], *, what: str) -> dict[UUID, FloatArray]:
-        rows = Song.objects.filter(pk__in=song_ids).exclude(status=SongStatus.DELETING).in_bulk()
+        rows = {pk: song for pk, song in Song.objects.in_bulk(song_ids).items() if song.status != SongStatus.DELETING}
         missing = [str(song_id) for song_id in song_ids if song_id not in rows]
         if missing:
             raise Http404(f"No {what} with id {', '.join(missing)}.")

@@ -79,7 +79,7 @@ class RadioApi(APIView):
             **errors(
                 e400="Bad seeds, length or relevance.",
                 e403=FORBIDDEN,
-                e404="A seed or steer-away song does not exist.",
+                e404="A seed does not exist (unknown steer-away, played or skipped ids are ignored).",
                 e409="A seed is not ready, embedded with another model, or not in the index yet.",
                 e429=THROTTLED,
                 e503=UNAVAILABLE,
