@@ -3,12 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from catalog import services
+from catalog import recordings, services
 from catalog.errors import CatalogError
-from catalog.models import Song, SongStatus, SongTag
+from catalog.models import RecordingLink, Song, SongStatus, SongTag
 
 
 class SongTagInline(admin.TabularInline[SongTag, Song]):
@@ -40,6 +40,25 @@ READ_ONLY_FIELDS = [
 ]
 
 
+class HasDuplicatesFilter(admin.SimpleListFilter):
+    """Songs that share their recording with another song (another encoding, a trim, an excerpt)."""
+
+    title = "has duplicates"
+    parameter_name = "duplicates"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Song]) -> QuerySet[Song]:
+        shared = RecordingLink.objects.values("recording_id").annotate(n=Count("id")).filter(n__gte=2)
+        duplicated = RecordingLink.objects.filter(recording_id__in=shared.values("recording_id")).values("song_id")
+        if self.value() == "yes":
+            return queryset.filter(pk__in=duplicated)
+        if self.value() == "no":
+            return queryset.exclude(pk__in=duplicated)
+        return queryset
+
+
 @admin.register(Song)
 class SongAdmin(admin.ModelAdmin[Song]):
     list_display = [
@@ -52,13 +71,13 @@ class SongAdmin(admin.ModelAdmin[Song]):
         "tag_list",
         "created_at",
     ]
-    list_filter = ["status", "embedding_model", "tags__label"]
+    list_filter = ["status", "embedding_model", HasDuplicatesFilter, "tags__label"]
     search_fields = ["title", "artist", "album", "original_file_name", "sha256"]
     list_select_related = ["uploaded_by"]
     inlines = [SongTagInline]
     actions = ["reembed", "retry_failed", "delete_everywhere"]
-    fields = ["title", "artist", "album", *READ_ONLY_FIELDS]
-    readonly_fields = READ_ONLY_FIELDS
+    fields = ["title", "artist", "album", *READ_ONLY_FIELDS, "same_recording"]
+    readonly_fields = [*READ_ONLY_FIELDS, "same_recording"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Song]:
         return super().get_queryset(request).prefetch_related("tags")
@@ -69,6 +88,11 @@ class SongAdmin(admin.ModelAdmin[Song]):
             return "—"
         minutes, seconds = divmod(round(song.duration_seconds), 60)
         return f"{minutes}:{seconds:02d}"
+
+    @admin.display(description="Same recording as")
+    def same_recording(self, song: Song) -> str:
+        others = recordings.duplicates_of(song)
+        return ", ".join(other.song.display_title + (" (excerpt)" if other.excerpt else "") for other in others)
 
     @admin.display(description="Sound tags")
     def tag_list(self, song: Song) -> str:

@@ -79,3 +79,25 @@ class SongTag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.score:.2f})"
+
+
+class Recording(models.Model):
+    """One recording held by several catalog songs: other encodings, trims or excerpts of the same audio."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Recording {self.pk}"
+
+
+class RecordingLink(models.Model):
+    """A song's place in its recording; removed with the song (or the recording), so no link outlives either."""
+
+    song = models.OneToOneField(Song, on_delete=models.CASCADE, related_name="recording_link")
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="links")
+    excerpt = models.BooleanField(default=False, help_text="The song holds only part of the recording.")
+    offset_seconds = models.FloatField(default=0.0, help_text="Where the song starts in the longest copy it matched.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.song_id} in recording {self.recording_id}"

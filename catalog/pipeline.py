@@ -1,4 +1,4 @@
-"""The ingest pipeline, in order: fetch, probe, decode, embed, index, fingerprint, tag.
+"""The ingest pipeline, in order: fetch, probe, decode, embed, index, fingerprint, same recording, tag.
 
 Decoding runs on a thread and the model embeds each block as it arrives, so decode and inference overlap.
 """
@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Value, When
 
-from catalog import lifecycle
+from catalog import lifecycle, recordings
 from catalog.models import Song, SongStatus, SongTag
 from catalog.storage import StorageError, get_storage
 from embeddings.audio import BackgroundDecode, DecodedAudio, decode_in_background
@@ -77,6 +77,8 @@ def ingest(song_id: UUID) -> None:
             _still(song, SongStatus.PROCESSING)
             stored.fingerprints = True
             landmarks = fingerprint(song, audio, timings)
+            _still(song, SongStatus.PROCESSING)
+            same_recording(song, audio, timings, landmarks=landmarks)
             _still(song, SongStatus.PROCESSING)
             tag(song, probed, audio, model_name, analysis.tags, timings, landmarks=landmarks)
     except Exception as exc:
@@ -295,6 +297,17 @@ def fingerprint(song: Song, audio: DecodedAudio, timings: Timings) -> int:
     found = add_song_fingerprints(song.pk, audio.samples)
     timings.record("fingerprint", started)
     return found
+
+
+def same_recording(song: Song, audio: DecodedAudio, timings: Timings, *, landmarks: int) -> None:
+    """Link the song to a catalog song holding the same recording (another encoding, a trim, an excerpt)."""
+    started = time.perf_counter()
+    recordings.unlink(song.pk)  # a re-ingest decides again
+    if landmarks:
+        match = recordings.find_same_recording(song.pk, audio.samples, durations=recordings.ready_durations)
+        if match is not None:
+            recordings.link(song.pk, match)
+    timings.record("recording", started)
 
 
 def tag(

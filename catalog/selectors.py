@@ -11,6 +11,7 @@ from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Lower
 from django.http import Http404
 
+from catalog import recordings
 from catalog.errors import InvalidClip, NotSearchable, ServiceUnavailable
 from catalog.models import Song, SongStatus, SongTag
 from embeddings.audio import decode
@@ -95,7 +96,7 @@ def songs_to_reembed(model_name: str, *, include_current: bool = False) -> Query
     return songs.order_by("created_at", "id")
 
 
-def similar_to_clip(path: Path, *, limit: int = 10) -> list[Neighbour]:
+def similar_to_clip(path: Path, *, limit: int = 10, duplicates: bool = False) -> list[Neighbour]:
     """Ready songs that sound most like an audio clip, which is embedded but never added to the catalog."""
     try:
         audio = decode(path, max_seconds=settings.SIMILAR_CLIP_MAX_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS)
@@ -105,13 +106,19 @@ def similar_to_clip(path: Path, *, limit: int = 10) -> list[Neighbour]:
         raise InvalidClip(f"The clip cannot be used: {exc}.") from exc
     except ModelUnavailable as exc:
         raise ServiceUnavailable(f"The embedding model is not available: {exc}") from exc
-    return _neighbours(get_vector_index(model.name, model.dim), vector, limit=limit, exclude_song=None)
+    return _neighbours(
+        get_vector_index(model.name, model.dim), vector, limit=limit, exclude_song=None, duplicates=duplicates
+    )
 
 
-def _neighbours(index: VectorIndex, vector: FloatArray, *, limit: int, exclude_song: Song | None) -> list[Neighbour]:
+def _neighbours(
+    index: VectorIndex, vector: FloatArray, *, limit: int, exclude_song: Song | None, duplicates: bool = False
+) -> list[Neighbour]:
+    """The nearest ready songs; unless `duplicates`, one per recording and none of `exclude_song`'s recording."""
+    # Spare hits: some may belong to songs deleted or re-queued since they were indexed, or to one recording.
+    spare = 5 if duplicates else limit + 5
     try:
-        # Ask for a few spare hits: some may belong to songs deleted or re-queued since they were indexed.
-        hits = index.search(vector, limit + 5, exclude_file=exclude_song.object_key if exclude_song else None)
+        hits = index.search(vector, limit + spare, exclude_file=exclude_song.object_key if exclude_song else None)
     except IndexUnavailable as exc:
         raise ServiceUnavailable(f"Search is unavailable right now: {exc}") from exc
     except VectorIndexError as exc:
@@ -124,11 +131,15 @@ def _neighbours(index: VectorIndex, vector: FloatArray, *, limit: int, exclude_s
         and songs[hit.song_id].status == SongStatus.READY
         and (exclude_song is None or hit.song_id != exclude_song.pk)
     ]
+    if not duplicates:
+        seen = [exclude_song.pk] if exclude_song is not None else []
+        neighbours = recordings.collapse(neighbours, lambda n: n.song.pk, also_seen=seen)
     return neighbours[:limit]
 
 
-def more_like_this(song: Song, *, limit: int = 10) -> list[Neighbour]:
-    """The ready songs that sound most like `song`, best first, never `song` itself."""
+def more_like_this(song: Song, *, limit: int = 10, duplicates: bool = False) -> list[Neighbour]:
+    """The ready songs that sound most like `song`, best first, never `song` itself (nor, unless `duplicates`, its
+    other copies, and one song per recording)."""
     if song.status != SongStatus.READY:
         raise NotSearchable(f"This song is {song.get_status_display().lower()}; neighbours appear once it is ready.")
     model = active_model_name()
@@ -144,11 +155,11 @@ def more_like_this(song: Song, *, limit: int = 10) -> list[Neighbour]:
         raise ServiceUnavailable(f"Search is unavailable right now: {exc}") from exc
     if vector is None:
         raise NotSearchable("This song is not in the search index yet; try again in a moment.")
-    return _neighbours(index, vector, limit=limit, exclude_song=song)
+    return _neighbours(index, vector, limit=limit, exclude_song=song, duplicates=duplicates)
 
 
 def unreturned_song_count(
-    neighbours: list[Neighbour], *, limit: int, model: str, exclude_song: Song | None = None
+    neighbours: list[Neighbour], *, limit: int, model: str, exclude_song: Song | None = None, duplicates: bool = False
 ) -> int:
     """How many ready songs of `model` a short list left out: just stored, not yet served by the index, or lost.
 
@@ -160,7 +171,8 @@ def unreturned_song_count(
     ready = Song.objects.filter(status=SongStatus.READY, embedding_model=model)
     if exclude_song is not None:
         ready = ready.exclude(pk=exclude_song.pk)
-    return max(0, min(limit, ready.count()) - len(neighbours))
+    listable = ready.count() if duplicates else recordings.distinct_count(ready, exclude_song=exclude_song)
+    return max(0, min(limit, listable) - len(neighbours))
 
 
 def shortfall_notice(missing: int) -> str:

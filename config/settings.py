@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "fingerprints",
     "derived",
     "frontend",
+    "playlists",
 ]
 
 MIDDLEWARE = [
@@ -246,7 +247,9 @@ UPLOAD_URL_EXPIRY_SECONDS = env_int("UPLOAD_URL_EXPIRY_SECONDS", 900, minimum=10
 PLAYBACK_URL_EXPIRY_SECONDS = env_int("PLAYBACK_URL_EXPIRY_SECONDS", 3600, minimum=10)
 
 # --- Audio and embeddings -------------------------------------------------------------------
-EMBEDDING_MODEL = env_choice("EMBEDDING_MODEL", "auto", ["auto", "panns-cnn14", "panns-cnn10", "features"])
+EMBEDDING_MODEL = env_choice(
+    "EMBEDDING_MODEL", "auto", ["auto", "panns-cnn14", "panns-cnn10", "panns-cnn14-meanmax", "features"]
+)
 EMBEDDING_DEVICE = env_device("EMBEDDING_DEVICE", "auto")
 # auto: float16 on a GPU; on a CPU bfloat16 where it runs natively (AVX512_BF16, AMX), else float32.
 # Only the PANNs conv stack runs in 16 bits; the mel front end stays float32.
@@ -318,3 +321,21 @@ FINGERPRINT_MIN_CONFIDENCE = env_float("FINGERPRINT_MIN_CONFIDENCE", 0.5, minimu
 FINGERPRINT_MAX_QUERY_SECONDS = env_float("FINGERPRINT_MAX_QUERY_SECONDS", 30.0, minimum=1.0)
 # atlas: the MongoDB collection of landmarks (one document per song and hash, indexed on the hash).
 FINGERPRINT_COLLECTION = env_str("FINGERPRINT_COLLECTION", "fingerprints")
+
+# --- Listening: same recording, radio, paths, playlists -------------------------------------
+# A new song is the same recording as another when at least this share of its 15 s chunks line up with it at one
+# offset (or, for an excerpt already in the catalog, when the chunks cover this share of it).
+RECORDING_MIN_SHARE = env_float("RECORDING_MIN_SHARE", 0.6, minimum=0.01, maximum=1.0)
+# A chunk lines up when at least this share of its landmarks agree on one offset in the other song...
+RECORDING_MIN_CHUNK_SHARE = env_float("RECORDING_MIN_CHUNK_SHARE", 0.02, minimum=0.0, maximum=1.0)
+# ...and they are this many times what the other song's other offsets get by chance.
+RECORDING_CHANCE_MARGIN = env_float("RECORDING_CHANCE_MARGIN", 3.0, minimum=1.0)
+# Radio: 1 ranks only by closeness to the seeds, 0 only by difference from the songs already chosen (MMR).
+RADIO_RELEVANCE = env_float("RADIO_RELEVANCE", 0.7, minimum=0.0, maximum=1.0)
+RADIO_MAX_PER_ARTIST = env_int("RADIO_MAX_PER_ARTIST", 3, minimum=1)
+RADIO_MAX_PER_ALBUM = env_int("RADIO_MAX_PER_ALBUM", 2, minimum=1)
+# Longest radio or path one request returns, and most seeds, steer-away and played songs it takes.
+RADIO_MAX_LENGTH = env_int("RADIO_MAX_LENGTH", 100, minimum=1, maximum=500)
+RADIO_MAX_INPUT_SONGS = env_int("RADIO_MAX_INPUT_SONGS", 500, minimum=1, maximum=5000)
+# Most songs one playlist holds.
+PLAYLIST_MAX_SONGS = env_int("PLAYLIST_MAX_SONGS", 1000, minimum=1, maximum=100000)

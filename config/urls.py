@@ -40,11 +40,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/playlists/", include("playlists.api.urls")),
     path("api/", include("catalog.api.urls")),
     path("api/schema/", schema_view, name="api-schema"),
     path("api/docs/", docs_view, name="api-docs"),
     path("healthz", healthz, name="healthz"),
     path("storage/upload/<str:token>/", storage_views.receive_upload, name="storage-upload"),
     path("storage/media/<str:token>/", storage_views.serve_media, name="storage-media"),
+    path("playlists/", include("playlists.urls")),
     path("", include("frontend.urls")),
 ]

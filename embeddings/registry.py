@@ -17,6 +17,9 @@ FEATURES = "features"
 # The PANNs models, most accurate first; `auto` picks the first when its checkpoint is on disk.
 PANNS_MODELS = tuple(VARIANTS)
 DEFAULT_PANNS_MODEL = PANNS_MODELS[0]
+# Cnn14's windows pooled as mean and max (4096-d), on Cnn14's weights; `auto` never picks it.
+MEANMAX = "panns-cnn14-meanmax"
+MEANMAX_BASE = DEFAULT_PANNS_MODEL
 
 _lock = threading.Lock()
 _loaded: dict[str, EmbeddingModel] = {}
@@ -24,11 +27,12 @@ _loaded: dict[str, EmbeddingModel] = {}
 
 def available_models() -> list[str]:
     """Every model name `get_embedding_model` and `model_dim` accept (EMBEDDING_MODEL also takes `auto`)."""
-    return [*PANNS_MODELS, FEATURES]
+    return [*PANNS_MODELS, MEANMAX, FEATURES]
 
 
 def configured_panns_model() -> str:
-    """The PANNs model that EMBEDDING_MODEL names, or panns-cnn14 when it names `auto` or `features`."""
+    """The PANNs model that EMBEDDING_MODEL names (its weights' model for meanmax), or panns-cnn14 when it names
+    `auto` or `features`."""
     configured: str = settings.EMBEDDING_MODEL
     return configured if configured in PANNS_MODELS else DEFAULT_PANNS_MODEL
 
@@ -40,7 +44,7 @@ def panns_checkpoint_path(name: str | None = None) -> Path:
     """
     from embeddings import panns
 
-    name = name or configured_panns_model()
+    name = MEANMAX_BASE if name == MEANMAX else name or configured_panns_model()
     variant = panns.get_variant(name)
     override: Path | None = settings.PANNS_CHECKPOINT
     if override is not None and name == configured_panns_model():
@@ -84,6 +88,15 @@ def _load(name: str) -> EmbeddingModel:
         from embeddings.features import FeatureEmbedder
 
         return FeatureEmbedder()
+    if name == MEANMAX:
+        from embeddings.panns import PannsEmbedder
+        from embeddings.panns_meanmax import MeanMaxEmbedder
+
+        # One copy of Cnn14's weights per process, whichever of the two pooled views asks first.
+        inner = _loaded.get(MEANMAX_BASE) or _load(MEANMAX_BASE)
+        _loaded[MEANMAX_BASE] = inner
+        assert isinstance(inner, PannsEmbedder)
+        return MeanMaxEmbedder(inner)
     from embeddings import panns
 
     return panns.load_panns(
@@ -109,6 +122,8 @@ def model_dim(name: str) -> int:
         from embeddings import panns
 
         return panns.get_variant(name).dim
+    if name == MEANMAX:
+        return 2 * model_dim(MEANMAX_BASE)
     raise ValueError(f"unknown embedding model {name!r}; use one of {', '.join(available_models())}")
 
 

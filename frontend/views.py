@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
-from catalog import selectors, services
+from catalog import recordings, selectors, services
 from catalog.api.permissions import visitor_of
 from catalog.api.serializers import SongSerializer
 from catalog.errors import CatalogError
@@ -31,6 +31,7 @@ IN_PROGRESS = {SongStatus.PENDING_UPLOAD, SongStatus.UPLOADED, SongStatus.PROCES
 TOAST_SUCCESS_MS = 6000
 TOAST_ERROR_MS = 10000
 SIMILAR_LIMITS = (5, 10, 20)
+PATH_STEPS = 8
 
 
 def format_duration(seconds: float | None) -> str:
@@ -94,6 +95,10 @@ def home(request: HttpRequest) -> HttpResponse:
             "tags": reverse("api-tag-list"),
             "songUploaded": reverse("api-song-uploaded", args=[PLACEHOLDER_ID]),
             "songRetry": reverse("api-song-retry", args=[PLACEHOLDER_ID]),
+            "radioPage": reverse("radio"),
+            "playlists": reverse("api-playlist-list"),
+            "playlistPage": reverse("playlist-detail", args=[PLACEHOLDER_ID]),
+            "pathPage": reverse("path"),
         },
     }
     return _page(request, "frontend/home.html", {"config": config, "statuses": SongStatus.choices})
@@ -157,6 +162,7 @@ def song_detail(request: HttpRequest, song_id: UUID) -> HttpResponse:
     playback = SongSerializer().get_playback_url
     context = {
         "song": song,
+        "duplicates": recordings.duplicates_of(song),
         "duration": format_duration(song.duration_seconds),
         "playback_url": playback(song),
         "in_progress": song.status in IN_PROGRESS,
@@ -176,13 +182,69 @@ def song_detail(request: HttpRequest, song_id: UUID) -> HttpResponse:
             "songId": str(song.id),
             "status": song.status,
             "size": song.size,
+            "canRadio": song.status == SongStatus.READY,
+            "playlistName": f"Radio: {song.display_title}"[:200],
+            **_queue_config(),
             "urls": {
+                **_queue_config()["urls"],
                 "detail": reverse("api-song-detail", args=[song.id]),
                 "retry": reverse("api-song-retry", args=[song.id]),
             },
         },
     }
     return _page(request, "frontend/song.html", context)
+
+
+def _queue_config() -> dict[str, Any]:
+    """What the queue player (radio, paths) needs."""
+    return {
+        "songIdPlaceholder": str(PLACEHOLDER_ID),
+        "urls": {
+            **_song_urls(),
+            "radio": reverse("api-radio"),
+            "path": reverse("api-path"),
+            "playlists": reverse("api-playlist-list"),
+        },
+    }
+
+
+def _song_ids(values: list[str]) -> list[UUID]:
+    ids = []
+    for value in values:
+        try:
+            ids.append(UUID(value))
+        except ValueError:
+            continue  # a mangled address: the page says what is missing
+    return ids
+
+
+@require_safe
+@ensure_csrf_cookie
+@public_or_login
+def radio_page(request: HttpRequest) -> HttpResponse:
+    """A radio from the songs picked in the catalog (?seed=<id>&seed=<id>…)."""
+    seeds = _song_ids(request.GET.getlist("seed"))
+    songs = list(selectors.song_list().filter(pk__in=seeds))
+    config = {**_queue_config(), "seeds": [str(song.pk) for song in songs], "playlistName": "Radio"}
+    return _page(request, "frontend/radio.html", {"config": config, "seeds": songs})
+
+
+@require_safe
+@ensure_csrf_cookie
+@public_or_login
+def path_page(request: HttpRequest) -> HttpResponse:
+    """Songs leading from one song to another (?from=<id>&to=<id>&steps=N), played in order."""
+    ends = _song_ids([request.GET.get("from", ""), request.GET.get("to", "")])
+    steps = request.GET.get("steps", "")
+    steps_value = int(steps) if steps.isdigit() else PATH_STEPS
+    config = {
+        **_queue_config(),
+        "from": str(ends[0]) if len(ends) == 2 else "",
+        "to": str(ends[1]) if len(ends) == 2 else "",
+        "steps": max(1, min(steps_value, settings.RADIO_MAX_LENGTH)),
+        "playlistName": "Path",
+    }
+    return _page(request, "frontend/path.html", {"config": config, "queue_heading": "Path"})
 
 
 @require_safe

@@ -59,6 +59,30 @@ class SongBriefSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PlayableSongSerializer(SongBriefSerializer):
+    """A song with what a player needs: its playback URL (presigned, expiring)."""
+
+    playback_url = serializers.SerializerMethodField()
+
+    class Meta(SongBriefSerializer.Meta):
+        fields = [*SongBriefSerializer.Meta.fields, "playback_url"]
+        read_only_fields = fields
+
+    def get_playback_url(self, song: Song) -> str | None:
+        return SongSerializer().get_playback_url(song)
+
+
+class DuplicateSerializer(serializers.Serializer):
+    song = SongBriefSerializer()
+    excerpt = serializers.BooleanField(help_text="The song holds only part of the recording")
+    offset_seconds = serializers.FloatField(help_text="Where it starts in the longest copy it was matched with")
+
+
+class DuplicatesResponseSerializer(serializers.Serializer):
+    song_id = serializers.UUIDField()
+    results = DuplicateSerializer(many=True)
+
+
 class NeighbourSerializer(serializers.Serializer):
     song = SongBriefSerializer()
     score = serializers.FloatField()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalog.api import views
+from catalog.api import listening, views
 
 urlpatterns = [
     path("uploads/", views.UploadCreateApi.as_view(), name="api-upload-create"),
@@ -9,6 +9,9 @@ urlpatterns = [
     path("songs/<uuid:song_id>/uploaded/", views.SongUploadedApi.as_view(), name="api-song-uploaded"),
     path("songs/<uuid:song_id>/retry/", views.SongRetryApi.as_view(), name="api-song-retry"),
     path("songs/<uuid:song_id>/more-like-this/", views.MoreLikeThisApi.as_view(), name="api-song-more-like-this"),
+    path("songs/<uuid:song_id>/duplicates/", views.SongDuplicatesApi.as_view(), name="api-song-duplicates"),
+    path("radio/", listening.RadioApi.as_view(), name="api-radio"),
+    path("path/", listening.PathApi.as_view(), name="api-path"),
     path("identify/", views.IdentifyApi.as_view(), name="api-identify"),
     path("search/similar/", views.SimilarToClipApi.as_view(), name="api-search-similar"),
     path("tags/", views.TagListApi.as_view(), name="api-tag-list"),

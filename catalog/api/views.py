@@ -20,10 +20,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from catalog import maps, selectors, services
+from catalog import maps, recordings, selectors, services
 from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong, visitor_of
 from catalog.api.serializers import (
     CatalogMapSerializer,
+    DuplicateSerializer,
+    DuplicatesResponseSerializer,
     ErrorSerializer,
     IdentifyResponseSerializer,
     NeighbourSerializer,
@@ -47,6 +49,11 @@ def errors(**described: str) -> dict[int, OpenApiResponse]:
     }
 
 
+# Lists keep one song per recording unless asked for every copy.
+DUPLICATES = ["collapse", "include"]
+DUPLICATES_PARAMETER = OpenApiParameter(
+    "duplicates", str, enum=DUPLICATES, description="collapse (default): one song per recording; include: every copy"
+)
 NOT_FOUND = "No song with this id."
 FORBIDDEN = "Not allowed for this user (see PUBLIC_CATALOG, ALLOW_ANONYMOUS_UPLOADS, staff rights)."
 THROTTLED = "Too many requests; retry after the Retry-After header."
@@ -185,10 +192,11 @@ class MoreLikeThisApi(APIView):
 
     class Params(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+        duplicates = serializers.ChoiceField(choices=DUPLICATES, default="collapse")
 
     @extend_schema(
         summary="Songs that sound like this one, never itself",
-        parameters=[OpenApiParameter("limit", int, description="1 to 100, default 10")],
+        parameters=[OpenApiParameter("limit", int, description="1 to 100, default 10"), DUPLICATES_PARAMETER],
         responses={
             200: NeighboursResponseSerializer,
             **errors(
@@ -206,13 +214,25 @@ class MoreLikeThisApi(APIView):
         params.is_valid(raise_exception=True)
         song = selectors.song_get(song_id, with_tags=False)
         limit = params.validated_data["limit"]
-        neighbours = selectors.more_like_this(song, limit=limit)
+        include = params.validated_data["duplicates"] == "include"
+        neighbours = selectors.more_like_this(song, limit=limit, duplicates=include)
         missing = selectors.unreturned_song_count(
-            neighbours, limit=limit, model=song.embedding_model, exclude_song=song
+            neighbours, limit=limit, model=song.embedding_model, exclude_song=song, duplicates=include
         )
         return Response(
             {"song_id": str(song.id), "model": song.embedding_model, **_neighbours_body(neighbours, missing)}
         )
+
+
+class SongDuplicatesApi(APIView):
+    @extend_schema(
+        summary="Other songs holding the same recording (other encodings, trims, excerpts)",
+        responses={200: DuplicatesResponseSerializer, **errors(e403=FORBIDDEN, e404=NOT_FOUND)},
+    )
+    def get(self, request: Request, song_id: UUID) -> Response:
+        song = selectors.song_get(song_id, with_tags=False)
+        found = recordings.duplicates_of(song)
+        return Response({"song_id": str(song.id), "results": DuplicateSerializer(found, many=True).data})
 
 
 def _neighbours_body(neighbours: list[selectors.Neighbour], missing: int) -> dict[str, Any]:
@@ -260,6 +280,7 @@ class SimilarToClipApi(APIView):
     class Params(serializers.Serializer):
         clip = serializers.FileField()
         limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+        duplicates = serializers.ChoiceField(choices=DUPLICATES, default="collapse")
 
     @extend_schema(
         summary="Songs that sound like an uploaded clip (the clip is not kept)",
@@ -280,10 +301,11 @@ class SimilarToClipApi(APIView):
         params = self.Params(data=request.data)
         params.is_valid(raise_exception=True)
         limit = params.validated_data["limit"]
+        include = params.validated_data["duplicates"] == "include"
         with saved_clip(params.validated_data["clip"]) as path:
-            neighbours = selectors.similar_to_clip(path, limit=limit)
+            neighbours = selectors.similar_to_clip(path, limit=limit, duplicates=include)
         model = active_model_name()
-        missing = selectors.unreturned_song_count(neighbours, limit=limit, model=model)
+        missing = selectors.unreturned_song_count(neighbours, limit=limit, model=model, duplicates=include)
         return Response({"model": model, **_neighbours_body(neighbours, missing)})
 
 

@@ -123,7 +123,7 @@ def test_each_ingest_logs_one_structured_line_with_step_durations(upload, tmp_pa
     assert line["model"] == "features"
     assert line["device"] == "cpu"
     assert line["outcome"] == "ready"
-    assert list(line["steps"]) == ["fetch", "probe", "decode", "embed", "index", "fingerprint", "tag"]
+    assert list(line["steps"]) == ["fetch", "probe", "decode", "embed", "index", "fingerprint", "recording", "tag"]
 
 
 def test_storage_that_stays_down_fails_the_song_after_its_retries(upload, tmp_path: Path, monkeypatch) -> None:

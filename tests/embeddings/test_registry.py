@@ -22,7 +22,8 @@ def cnn10_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_models_and_their_sizes() -> None:
-    assert registry.available_models() == ["panns-cnn14", "panns-cnn10", "features"]
+    assert registry.available_models() == ["panns-cnn14", "panns-cnn10", "panns-cnn14-meanmax", "features"]
+    assert registry.model_dim("panns-cnn14-meanmax") == 4096
     assert registry.model_dim("panns-cnn14") == 2048
     assert registry.model_dim("panns-cnn10") == 512
     assert registry.model_dim("features") == FEATURES_DIM

@@ -1,8 +1,10 @@
-// The catalog list: search, filter by status and sound tag, sort, paginate, and play any song from its row.
+// The catalog list: search, filter by status and sound tag, sort, paginate, play any song from its row, and pick
+// songs for a radio or a path.
 // The filters live in the address (?search=&status=&tag=&sort=&page=) so a filtered view can be shared or reloaded.
 
 import { api, el, songMeta, songTitle, songUrl } from "./common.js";
 import { playButton } from "./player.js";
+import { toast } from "./toast.js";
 
 const SEARCH_DEBOUNCE_MS = 250;
 const STATUS_TEXT = {
@@ -48,6 +50,38 @@ export function initCatalog(config) {
 
   let request = 0;
 
+  // Songs picked for a radio or a path; kept across pages and filters.
+  const selected = new Set();
+  const selectionBar = document.getElementById("catalog-selection");
+  const selectionCount = document.getElementById("selection-count");
+  const radioLink = document.getElementById("selection-radio");
+  const pathLink = document.getElementById("selection-path");
+
+  function renderSelection() {
+    if (!selectionBar) return;
+    selectionBar.hidden = selected.size === 0;
+    selectionCount.textContent = `${selected.size} selected`;
+    const ids = [...selected];
+    radioLink.href = `${config.urls.radioPage}?${new URLSearchParams(ids.map((id) => ["seed", id]))}`;
+    pathLink.hidden = ids.length !== 2;
+    if (ids.length === 2) pathLink.href = `${config.urls.pathPage}?${new URLSearchParams({ from: ids[0], to: ids[1] })}`;
+  }
+  document.getElementById("selection-save")?.addEventListener("click", async () => {
+    const name = window.prompt("Name of the playlist", "Picked songs");
+    if (!name) return;
+    try {
+      const saved = await api(config.urls.playlists, { method: "POST", body: { name, songs: [...selected] } });
+      window.location.assign(songUrl(config.urls.playlistPage, placeholder, saved.id));
+    } catch (error) {
+      toast(`Could not save the playlist: ${error.message}`, { kind: "error" });
+    }
+  });
+  document.getElementById("selection-clear")?.addEventListener("click", () => {
+    selected.clear();
+    for (const box of list.querySelectorAll(".song-item__select")) box.checked = false;
+    renderSelection();
+  });
+
   const filtered = () => Boolean(state.search || state.status || state.tag);
 
   function tagLink(label) {
@@ -68,6 +102,18 @@ export function initCatalog(config) {
       item.append(playButton({ id: song.id, src: song.playback_url, title: songTitle(song) }));
     } else {
       item.append(el("span", "play-button play-button--none"));
+    }
+    if (song.status === "ready") {
+      const pick = el("input", "song-item__select");
+      pick.type = "checkbox";
+      pick.checked = selected.has(song.id);
+      pick.setAttribute("aria-label", `Select ${songTitle(song)}`);
+      pick.addEventListener("change", () => {
+        if (pick.checked) selected.add(song.id);
+        else selected.delete(song.id);
+        renderSelection();
+      });
+      item.append(pick);
     }
     const link = el("a", "song-item__link");
     link.href = songUrl(config.urls.songPage, placeholder, song.id);

@@ -1,8 +1,9 @@
 // Song page: follow a song that is still being ingested, retry a failed one, explain playback errors,
-// draw the waveform (which seeks the player) and play "more like this" songs from their rows.
+// draw the waveform (which seeks the player), play "more like this" songs from their rows, and start a radio.
 
 import { api, readConfig } from "./common.js";
 import { bindPlayButton } from "./player.js";
+import { initQueuePlayer } from "./queue.js";
 import { initWaveform } from "./waveform.js";
 
 const config = readConfig("song-config");
@@ -57,3 +58,12 @@ if (player) {
 }
 
 for (const button of document.querySelectorAll("button[data-play-src]")) bindPlayButton(button);
+
+const radioButton = document.getElementById("start-radio");
+const queue = initQueuePlayer(config);
+if (radioButton && queue) {
+  radioButton.addEventListener("click", () => {
+    document.getElementById("player")?.pause();
+    queue.startRadio([config.songId]);
+  });
+}
