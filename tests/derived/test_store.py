@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.db import connection
 
 from derived.store import MANIFEST, forget_held, song_id_at
 from embeddings.index.local import LocalVectorIndex
 from fingerprints.index.local import LocalFingerprintIndex
 from fingerprints.landmarks import landmarks
+from tests.conftest import database_env
 from tests.fingerprints.music import excerpt, song
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def _other_process(settings: Any, code: str) -> Any:
     """Run `code` in a new Python process on the same database and index folder; returns what it prints (JSON)."""
     env = os.environ | {
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "SQLITE_PATH": str(connection.settings_dict["NAME"]),
+        **database_env(),
         "DERIVED_INDEX_DIR": str(settings.DERIVED_INDEX_DIR),
         "VAR_DIR": str(Path(settings.DERIVED_INDEX_DIR).parent),
         "LOG_LEVEL": "WARNING",
