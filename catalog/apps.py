@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
 
@@ -20,4 +21,8 @@ class CatalogConfig(AppConfig):
     name = "catalog"
 
     def ready(self) -> None:
+        from catalog import textsearch
+
         post_migrate.connect(_create_cache_table, sender=self, dispatch_uid="catalog-cache-table")
+        post_migrate.connect(textsearch.ensure_sqlite_index, sender=self, dispatch_uid="catalog-search-index")
+        connection_created.connect(textsearch.register_functions, dispatch_uid="catalog-search-functions")
