@@ -21,6 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from catalog import maps, selectors, services
+from catalog.api.pagination import SongPagination
 from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong, visitor_of
 from catalog.api.serializers import (
     CatalogMapSerializer,
@@ -100,6 +101,7 @@ class UploadCreateApi(APIView):
 )
 class SongListApi(ListAPIView):
     serializer_class = SongSerializer
+    pagination_class = SongPagination
 
     def get_queryset(self) -> Any:
         status_filter = self.request.query_params.get("status", "")

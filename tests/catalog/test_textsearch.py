@@ -139,3 +139,26 @@ def test_sqlite_puts_the_triggers_back_after_a_migration_rebuilds_the_song_table
 
 def test_the_vendor_helper_matches_the_connection() -> None:
     assert on_postgres() == (connection.vendor == "postgresql")
+
+
+def test_a_broad_search_counts_up_to_a_limit_and_says_so(api, monkeypatch) -> None:
+    from catalog.api import pagination
+
+    monkeypatch.setattr(pagination, "SEARCH_COUNT_LIMIT", 3)
+    monkeypatch.setattr(pagination.SongPagination, "page_size", 2)
+    for n in range(5):
+        SongFactory.create(title=f"Blue {n}")
+    SongFactory.create(title="Red")
+
+    pages = [api.get("/api/songs/", {"search": "blue", "page": page}).json() for page in (1, 2, 3)]
+
+    assert [(p["count"], p["count_exact"], p["next"] is not None) for p in pages] == [
+        (3, False, True),  # more than 3 match: "3+"
+        (4, False, True),  # counted as far as this page needs, and one more
+        (5, True, False),  # the last page knows them all
+    ]
+    assert sorted(song["title"] for p in pages for song in p["results"]) == [f"Blue {n}" for n in range(5)]
+    narrow = api.get("/api/songs/", {"search": "blue 4"}).json()
+    assert (narrow["count"], narrow["count_exact"]) == (1, True)
+    listing = api.get("/api/songs/").json()
+    assert (listing["count"], listing["count_exact"]) == (6, True)
