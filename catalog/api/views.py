@@ -107,11 +107,12 @@ class SongListApi(ListAPIView):
         status_filter = self.request.query_params.get("status", "")
         if status_filter and status_filter not in SongStatus.values:
             raise serializers.ValidationError({"status": f"Unknown status; use one of {', '.join(SongStatus.values)}."})
+        search, tag = (self.request.query_params.get(name, "").strip() for name in ("search", "tag"))
+        for name, value in (("search", search), ("tag", tag)):
+            if "\x00" in value:  # PostgreSQL text cannot hold NUL; SQLite would just find nothing
+                raise serializers.ValidationError({name: "Null characters are not allowed."})
         return selectors.song_list(
-            search=self.request.query_params.get("search", "").strip(),
-            status=status_filter,
-            tag=self.request.query_params.get("tag", "").strip(),
-            sort=self.request.query_params.get("sort", "newest"),
+            search=search, status=status_filter, tag=tag, sort=self.request.query_params.get("sort", "newest")
         )
 
 

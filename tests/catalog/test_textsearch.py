@@ -162,3 +162,11 @@ def test_a_broad_search_counts_up_to_a_limit_and_says_so(api, monkeypatch) -> No
     assert (narrow["count"], narrow["count_exact"]) == (1, True)
     listing = api.get("/api/songs/").json()
     assert (listing["count"], listing["count_exact"]) == (6, True)
+
+
+@pytest.mark.parametrize("param", ["search", "tag"])
+def test_a_null_character_in_a_search_or_tag_is_a_bad_request(catalog, api, param: str) -> None:
+    response = api.get("/api/songs/", {param: "lo\x00ve"})  # PostgreSQL text cannot hold one
+
+    assert response.status_code == 400
+    assert "Null characters" in response.json()[param]
