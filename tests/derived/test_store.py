@@ -19,7 +19,7 @@ from derived.store import MANIFEST, forget_held, song_id_at
 from embeddings.index.local import LocalVectorIndex
 from fingerprints.index.local import LocalFingerprintIndex
 from fingerprints.landmarks import landmarks
-from tests.conftest import database_env
+from tests.conftest import database_env, on_postgres
 from tests.fingerprints.music import excerpt, song
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,3 +218,27 @@ def test_a_song_deleted_while_a_compaction_is_written_stays_deleted(monkeypatch:
     live = {hit.song_id for hit in index.search(_unit(1, 0, 0, 0), limit=10)}
     assert live == set(songs) - {victim}
     assert len(index.snapshot().parts) < 8
+
+
+def test_a_change_committed_after_a_later_one_was_applied_still_reaches_the_index(alongside) -> None:
+    """PostgreSQL hands out change ids at insert and commits them in any order: the later id can be applied first."""
+    from django.db import transaction
+
+    index = LocalVectorIndex(model="late", dim=DIM)
+    first, early, late = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    index.upsert(first, "uploads/first.mp3", _unit(0, 0, 0, 1))
+    index.search(_unit(0, 0, 0, 1), limit=1)  # built, before the two writers start
+
+    def write_later_and_search() -> list[uuid.UUID]:
+        index.upsert(late, "uploads/late.mp3", _unit(0, 1, 0, 0))
+        return [hit.song_id for hit in index.search(_unit(0, 1, 0, 0), limit=3)]
+
+    with transaction.atomic():
+        index.upsert(early, "uploads/early.mp3", _unit(1, 0, 0, 0))  # takes its change id, not committed yet
+        other = alongside(write_later_and_search)  # on its own connection: commits a higher id, syncs past it
+    seen_by_other = other.join()
+    if on_postgres():  # SQLite made the other writer wait for this commit, so it saw both
+        assert late in seen_by_other and early not in seen_by_other
+
+    assert index.search(_unit(1, 0, 0, 0), limit=1)[0].song_id == early
+    assert {hit.song_id for hit in index.search(_unit(0, 1, 0, 0), limit=3)} == {first, early, late}
