@@ -68,7 +68,13 @@ def _titles(search: str) -> set[str]:
         ("nothing at all", set()),
     ],
 )
-def test_a_search_matches_any_field_ignoring_case_but_not_accents(catalog, search: str, expected: set[str]) -> None:
+@pytest.mark.parametrize("plan", ["few matches", "many matches"])
+def test_a_search_matches_any_field_ignoring_case_but_not_accents(
+    catalog, monkeypatch, plan: str, search: str, expected: set[str]
+) -> None:
+    # SQLite reads few matches from the trigram index and walks the sort order for many: the same songs either way.
+    monkeypatch.setattr(textsearch, "DENSE_FACTOR", 10**9 if plan == "few matches" else 0)
+
     assert _titles(search) == expected
 
 
