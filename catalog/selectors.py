@@ -30,11 +30,14 @@ class Neighbour:
     score: float
 
 
-def song_list(*, search: str = "", status: str = "", tag: str = "", sort: str = "newest") -> QuerySet[Song]:
+def song_list(
+    *, search: str = "", status: str = "", tag: str = "", sort: str = "newest", to_count: bool = False
+) -> QuerySet[Song]:
+    """The catalog list; `to_count`: the same songs, planned for counting them rather than for a page."""
     songs = Song.objects.exclude(status=SongStatus.DELETING).prefetch_related("tags")
     if search:
         # Each database's own text index; the same songs on both (see catalog/textsearch.py).
-        songs = textsearch.matching(songs, search)
+        songs = textsearch.matching(songs, search, to_count=to_count)
     if status:
         songs = songs.filter(status=status)
     if tag:

@@ -34,12 +34,26 @@ SQLITE_FOLD = "resonance_casefold"
 _TRIGGERS = ("catalog_song_search_insert", "catalog_song_search_update", "catalog_song_search_delete")
 
 
-def matching(songs: QuerySet[Any], text: str) -> QuerySet[Any]:
-    """`songs` narrowed to those whose title, artist, album or file name contains `text` (see the module doc)."""
+def matching(songs: QuerySet[Any], text: str, *, to_count: bool = False) -> QuerySet[Any]:
+    """`songs` narrowed to those whose title, artist, album or file name contains `text` (see the module doc).
+
+    `to_count`: the queryset will only be counted (up to a limit), so SQLite may plan it for that alone.
+    """
     connection = connections[songs.db]
     vendor = connection.vendor
     if vendor == "sqlite" and len(text) >= TRIGRAM:
         phrase = '"' + text.replace('"', '""') + '"'
+        if to_count:
+            # Driven by the trigram matches through the id map, so a count stopping at a limit reads that many.
+            return songs.extra(
+                tables=["catalog_song_search"],
+                where=[
+                    'catalog_song_search.song_id = "catalog_song"."id"',
+                    "catalog_song_search.docid IN "
+                    "(SELECT rowid FROM catalog_song_search_fts WHERE catalog_song_search_fts MATCH %s)",
+                ],
+                params=[phrase],
+            )
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*) FROM catalog_song_search_fts WHERE catalog_song_search_fts MATCH %s", [phrase]

@@ -111,9 +111,15 @@ class SongListApi(ListAPIView):
         for name, value in (("search", search), ("tag", tag)):
             if "\x00" in value:  # PostgreSQL text cannot hold NUL; SQLite would just find nothing
                 raise serializers.ValidationError({name: "Null characters are not allowed."})
+        self.filters = (search, status_filter, tag)
         return selectors.song_list(
             search=search, status=status_filter, tag=tag, sort=self.request.query_params.get("sort", "newest")
         )
+
+    def get_count_queryset(self) -> Any:
+        """The same songs planned for SongPagination's capped count (called after get_queryset)."""
+        search, status_filter, tag = self.filters
+        return selectors.song_list(search=search, status=status_filter, tag=tag, to_count=True)
 
 
 class TagListApi(APIView):

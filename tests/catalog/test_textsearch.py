@@ -76,6 +76,7 @@ def test_a_search_matches_any_field_ignoring_case_but_not_accents(
     monkeypatch.setattr(textsearch, "DENSE_FACTOR", 10**9 if plan == "few matches" else 0)
 
     assert _titles(search) == expected
+    assert selectors.song_list(search=search, to_count=True).count() == len(expected)  # as the page counts them
 
 
 def test_the_api_searches_the_same_way(catalog, api) -> None:
