@@ -199,7 +199,8 @@ def main() -> None:
     for kind, requests in kinds.items():
         query, api, count = timed(client, requests, args.repeat)
         print(
-            f"  {kind:30s} query {query[0]:6.1f} / {query[1]:6.1f}   API {api[0]:6.1f} / {api[1]:6.1f}   "
+            f"  {kind:30s} query {query[0]:6.1f} / {query[1]:6.1f} (CPU {query[2]:5.1f})   "
+            f"API {api[0]:6.1f} / {api[1]:6.1f}   "
             f"(last count {count:,})"
         )
 
