@@ -8,8 +8,9 @@ A search matches a song when one of the four fields contains the text, ignoring 
 - SQLite: an FTS5 table with the trigram tokenizer (case folded), kept in step with `catalog_song` by triggers.
   FTS5 rows are keyed by `catalog_song_search`, a table mapping each song's id to a stable integer, because the
   implicit rowid of `catalog_song` is renumbered when SQLite or a migration rebuilds that table. A search shorter
-  than a trigram (one or two characters) has no index to use on either database: SQLite then compares the
-  case-folded fields, which Python folds since SQLite's own lower() knows ASCII only.
+  than a trigram (one or two characters) has no index to use on either database: SQLite then scans with LIKE
+  (its case folding covers ASCII, enough for ASCII text) or, for other text, compares the fields folded by Python,
+  since SQLite's own lower() knows ASCII only.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def matching(songs: QuerySet[Any], text: str, *, to_count: bool = False) -> Quer
             )
         )
     query = Q()
-    if vendor == "sqlite":
+    if vendor == "sqlite" and not text.isascii():
         folded = {
             f"_folded_{field}": StrIndex(Func(F(field), function=SQLITE_FOLD), Value(text.lower())) for field in FIELDS
         }
