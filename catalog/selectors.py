@@ -7,11 +7,11 @@ from pathlib import Path
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models import Count, QuerySet, Sum, Value
 from django.db.models.functions import Lower
 from django.http import Http404
 
-from catalog import recordings
+from catalog import recordings, textsearch
 from catalog.errors import InvalidClip, NotSearchable, ServiceUnavailable
 from catalog.models import Song, SongStatus, SongTag
 from embeddings.audio import decode
@@ -30,15 +30,14 @@ class Neighbour:
     score: float
 
 
-def song_list(*, search: str = "", status: str = "", tag: str = "", sort: str = "newest") -> QuerySet[Song]:
+def song_list(
+    *, search: str = "", status: str = "", tag: str = "", sort: str = "newest", to_count: bool = False
+) -> QuerySet[Song]:
+    """The catalog list; `to_count`: the same songs, planned for counting them rather than for a page."""
     songs = Song.objects.exclude(status=SongStatus.DELETING).prefetch_related("tags")
     if search:
-        songs = songs.filter(
-            Q(title__icontains=search)
-            | Q(artist__icontains=search)
-            | Q(album__icontains=search)
-            | Q(original_file_name__icontains=search)
-        )
+        # Each database's own text index; the same songs on both (see catalog/textsearch.py).
+        songs = textsearch.matching(songs, search, to_count=to_count)
     if status:
         songs = songs.filter(status=status)
     if tag:

@@ -3,8 +3,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -12,6 +14,30 @@ from catalog.models import Song
 from config.celery import app as celery_app
 from derived.store import forget_held
 from embeddings.registry import forget_loaded_models
+
+# The `alongside` fixture: another actor on its own connection, for the lifecycle's races.
+pytest_plugins = ["tests.concurrency"]
+
+
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def database_env() -> dict[str, str]:
+    """Environment that points a child process (a worker, a server, a script) at this test run's database."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return {"SQLITE_PATH": str(db["NAME"])}
+    credentials = f"{quote(db['USER'] or '', safe='')}:{quote(db['PASSWORD'] or '', safe='')}@" if db["USER"] else ""
+    return {"DATABASE_URL": f"postgres://{credentials}{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"}
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    where = f"{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}" if "postgresql" in db["ENGINE"] else db["NAME"]
+    return f"database: {db['ENGINE'].rsplit('.', 1)[-1]} ({where}; DATABASE_URL selects PostgreSQL)"
 
 
 def use_broker(url: str, options: dict[str, Any]) -> None:

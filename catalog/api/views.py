@@ -21,6 +21,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from catalog import maps, recordings, selectors, services
+from catalog.api.pagination import SongPagination
 from catalog.api.permissions import CanBrowse, CanUpload, IsStaff, OwnsSong, visitor_of
 from catalog.api.serializers import (
     CatalogMapSerializer,
@@ -107,17 +108,25 @@ class UploadCreateApi(APIView):
 )
 class SongListApi(ListAPIView):
     serializer_class = SongSerializer
+    pagination_class = SongPagination
 
     def get_queryset(self) -> Any:
         status_filter = self.request.query_params.get("status", "")
         if status_filter and status_filter not in SongStatus.values:
             raise serializers.ValidationError({"status": f"Unknown status; use one of {', '.join(SongStatus.values)}."})
+        search, tag = (self.request.query_params.get(name, "").strip() for name in ("search", "tag"))
+        for name, value in (("search", search), ("tag", tag)):
+            if "\x00" in value:  # PostgreSQL text cannot hold NUL; SQLite would just find nothing
+                raise serializers.ValidationError({name: "Null characters are not allowed."})
+        self.filters = (search, status_filter, tag)
         return selectors.song_list(
-            search=self.request.query_params.get("search", "").strip(),
-            status=status_filter,
-            tag=self.request.query_params.get("tag", "").strip(),
-            sort=self.request.query_params.get("sort", "newest"),
+            search=search, status=status_filter, tag=tag, sort=self.request.query_params.get("sort", "newest")
         )
+
+    def get_count_queryset(self) -> Any:
+        """The same songs planned for SongPagination's capped count (called after get_queryset)."""
+        search, status_filter, tag = self.filters
+        return selectors.song_list(search=search, status=status_filter, tag=tag, to_count=True)
 
 
 class TagListApi(APIView):

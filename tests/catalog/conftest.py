@@ -11,10 +11,9 @@ from typing import Any
 
 import boto3
 import pytest
-from django.conf import settings as django_settings
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import use_broker
+from tests.conftest import database_env, use_broker
 from tests.services import RedisServer, start_worker, stop_worker
 
 REGION = "us-east-1"
@@ -66,7 +65,7 @@ def workers(redis: RedisServer, settings: Any, tmp_path: Path) -> Iterator[Calla
     def start(**extra: str) -> subprocess.Popen[bytes]:
         env = {
             "CELERY_BROKER_URL": redis.url,
-            "SQLITE_PATH": str(django_settings.DATABASES["default"]["NAME"]),
+            **database_env(),
             "LOCAL_STORAGE_ROOT": str(settings.LOCAL_STORAGE_ROOT),
             "EMBEDDING_MODEL": "features",
             "VAR_DIR": str(tmp_path / "worker-var"),

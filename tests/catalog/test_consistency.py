@@ -122,7 +122,7 @@ def test_repair_checks_each_finding_again_and_leaves_what_is_live_alone(upload, 
 
 
 def test_check_consistency_fix_during_an_ingest_repairs_nothing_that_is_live(
-    tmp_path: Path, settings, monkeypatch, capsys
+    tmp_path: Path, settings, monkeypatch, capsys, alongside
 ) -> None:
     song = services.import_file(audio.write(tmp_path / "busy.mp3", audio.chord([220, 277, 330], 3.0)))
     assert song is not None
@@ -133,11 +133,12 @@ def test_check_consistency_fix_during_an_ingest_repairs_nothing_that_is_live(
         real_index(*args, **kwargs)
         if not checked:
             checked.append(True)
-            call_command("check_consistency", "--fix")
+            alongside(lambda: call_command("check_consistency", "--fix"))
 
     monkeypatch.setattr(pipeline, "index", index_then_check)
 
     pipeline.ingest(song.pk)
+    alongside.join()
 
     assert checked
     song.refresh_from_db()
@@ -148,17 +149,20 @@ def test_check_consistency_fix_during_an_ingest_repairs_nothing_that_is_live(
 
 
 def test_a_song_ingested_while_the_check_lists_the_catalog_is_not_taken_for_an_orphan(
-    tmp_path: Path, settings, monkeypatch, django_capture_on_commit_callbacks
+    tmp_path: Path, settings, monkeypatch, alongside
 ) -> None:
     real_songs = consistency._songs
     arrived: list[Song] = []
 
+    def ingest_one() -> None:
+        song = services.import_file(audio.write(tmp_path / "new.mp3", audio.chord([196, 247], 3.0)))
+        assert song is not None
+        pipeline.ingest(song.pk)
+        arrived.append(song)
+
     def ingest_one_then_list():
         if not arrived:  # the song arrives after the indexes and storage were listed, before the songs are
-            song = services.import_file(audio.write(tmp_path / "new.mp3", audio.chord([196, 247], 3.0)))
-            assert song is not None
-            pipeline.ingest(song.pk)
-            arrived.append(song)
+            alongside(ingest_one).join()
         return real_songs()
 
     monkeypatch.setattr(consistency, "_songs", ingest_one_then_list)

@@ -43,7 +43,7 @@ def _sent_upload(api, body: bytes = b"abcd") -> Song:
 
 
 def test_an_expiry_arriving_while_a_confirmation_checks_storage_wins_and_the_confirmation_is_refused(
-    api, settings, monkeypatch
+    api, settings, monkeypatch, alongside
 ) -> None:
     from catalog import services
     from catalog.storage.local import LocalStorage
@@ -53,7 +53,7 @@ def test_an_expiry_arriving_while_a_confirmation_checks_storage_wins_and_the_con
 
     def stat_then_expire(self, key):
         found = real_stat(self, key)
-        services.expire_stale_uploads(older_than=timedelta(hours=24))
+        alongside(lambda: services.expire_stale_uploads(older_than=timedelta(hours=24)))
         return found
 
     monkeypatch.setattr(LocalStorage, "stat", stat_then_expire)
@@ -61,6 +61,7 @@ def test_an_expiry_arriving_while_a_confirmation_checks_storage_wins_and_the_con
     monkeypatch.setattr(services, "_queue_ingest", queued.append)
 
     response = api.post(f"/api/songs/{song.pk}/uploaded/")
+    assert alongside.join() == [1]
 
     assert response.status_code == 409
     assert "expired" in response.json()["detail"]
@@ -70,7 +71,7 @@ def test_an_expiry_arriving_while_a_confirmation_checks_storage_wins_and_the_con
 
 
 def test_a_confirmation_arriving_after_expiry_listed_the_song_wins_and_the_song_stays(
-    api, settings, monkeypatch
+    api, settings, monkeypatch, alongside
 ) -> None:
     from catalog import lifecycle, services
 
@@ -81,12 +82,13 @@ def test_a_confirmation_arriving_after_expiry_listed_the_song_wins_and_the_song_
 
     def confirm_first(target, *, from_, to, **fields):
         if to == SongStatus.DELETING and not queued:
-            services.confirm_upload(Song.objects.get(pk=song.pk))
+            alongside(lambda: services.confirm_upload(Song.objects.get(pk=song.pk)))
         return real_transition(target, from_=from_, to=to, **fields)
 
     monkeypatch.setattr(lifecycle, "transition", confirm_first)
 
     assert services.expire_stale_uploads(older_than=timedelta(hours=24)) == 0
+    alongside.join()
 
     assert queued == [song.pk]
     assert Song.objects.get(pk=song.pk).status == SongStatus.UPLOADED

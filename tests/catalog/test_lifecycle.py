@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import ast
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 
 from catalog import lifecycle
 from catalog.models import Song, SongStatus
+from tests.concurrency import PATIENCE_SECONDS, Actor
 from tests.factories import SongFactory
 
 pytestmark = pytest.mark.django_db
@@ -117,3 +122,90 @@ def test_no_catalog_code_changes_a_status_except_through_the_lifecycle() -> None
     }
 
     assert offenders == {}
+
+
+# --- Races on real connections (tests/concurrency.py): an expiry decides to remove a pending upload, and a
+# confirmation of that upload commits before the expiry writes. Exactly one of them may win. ---
+
+
+def _expire_by_compare_and_set(song_id: uuid.UUID, meanwhile: Callable[[], object]) -> bool:
+    """As catalog code does it: the guarded transition, one UPDATE ... WHERE status IN (...)."""
+    with transaction.atomic():
+        meanwhile()
+        return lifecycle.transition(song_id, from_=SongStatus.PENDING_UPLOAD, to=SongStatus.DELETING)
+
+
+def _expire_by_reading_first(song_id: uuid.UUID, meanwhile: Callable[[], object]) -> bool:
+    """The bug the guarded transition rules out: read the status, decide, then write the row back.
+
+    SQLite hides it (a writing transaction locks the whole database, so the confirmation waits for this one);
+    PostgreSQL under READ COMMITTED lets the confirmation commit between the read and the write, and both win.
+    """
+    with transaction.atomic():
+        song = Song.objects.get(pk=song_id)
+        if song.status != SongStatus.PENDING_UPLOAD:
+            return False
+        meanwhile()
+        song.status = SongStatus.DELETING
+        song.save(update_fields=["status", "updated_at"])
+        return True
+
+
+def _expire_by_locking_first(song_id: uuid.UUID, meanwhile: Callable[[], object]) -> bool:
+    """The other fix: read under a row lock (a no-op on SQLite), so the confirmation waits for the write."""
+    with transaction.atomic():
+        song = Song.objects.select_for_update().get(pk=song_id)
+        if song.status != SongStatus.PENDING_UPLOAD:
+            return False
+        meanwhile()
+        return lifecycle.transition(song, from_=SongStatus.PENDING_UPLOAD, to=SongStatus.DELETING)
+
+
+ON_POSTGRES = "postgresql" in settings.DATABASES["default"]["ENGINE"]
+
+
+@pytest.mark.parametrize(
+    "expire",
+    [
+        _expire_by_compare_and_set,
+        _expire_by_locking_first,
+        pytest.param(
+            _expire_by_reading_first,
+            marks=pytest.mark.xfail(
+                ON_POSTGRES, strict=True, reason="read-then-write: both actors win under PostgreSQL's row locks"
+            ),
+        ),
+    ],
+)
+def test_an_expiry_and_a_confirmation_racing_on_two_connections_have_exactly_one_winner(expire, alongside) -> None:
+    song = SongFactory.create(status=SongStatus.PENDING_UPLOAD)
+    confirmed: list[bool] = []
+
+    def confirm() -> None:
+        confirmed.append(lifecycle.transition(song.pk, from_=SongStatus.PENDING_UPLOAD, to=SongStatus.UPLOADED))
+
+    expired = expire(song.pk, lambda: alongside(confirm))
+    alongside.join()
+
+    winners = [name for name, won in (("expiry", expired), ("confirmation", confirmed[0])) if won]
+    assert len(winners) == 1, winners
+    assert lifecycle.status_of(song) == (SongStatus.DELETING if expired else SongStatus.UPLOADED)
+
+
+def test_many_connections_racing_the_same_transition_let_exactly_one_through(alongside) -> None:
+    song = SongFactory.create(status=SongStatus.UPLOADED)
+    start = threading.Barrier(4)
+
+    def start_ingest() -> bool:
+        start.wait(PATIENCE_SECONDS)
+        return lifecycle.transition(
+            song.pk, from_=SongStatus.UPLOADED, to=SongStatus.PROCESSING, ingest_attempts=F("ingest_attempts") + 1
+        )
+
+    racers = [Actor(start_ingest) for _ in range(4)]
+    for racer in racers:
+        racer.start()
+    results = [racer.join() for racer in racers]
+
+    assert sorted(results) == [False, False, False, True]
+    assert Song.objects.get(pk=song.pk).ingest_attempts == 1

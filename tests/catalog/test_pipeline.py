@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from catalog.models import Song, SongStatus
+from catalog.models import Song, SongStatus, SongTag
 from embeddings.index import get_vector_index
 from embeddings.models import StoredVector
 from embeddings.registry import model_dim
@@ -213,7 +213,8 @@ def test_a_panns_ingest_stores_a_512d_vector_and_named_sound_tags(upload, api, t
     assert [t["score"] for t in tags] == sorted((t["score"] for t in tags), reverse=True)
 
 
-# --- Races: a competing action runs at an exact point of the ingest (the step is wrapped, nothing sleeps) ---
+# --- Races: a competing action runs at an exact point of the ingest (the step is wrapped, nothing sleeps), on its
+# own connection (tests/concurrency.py), so that it meets the database's row and write locks ---
 
 STEPS = ["fetch", "decode_audio", "embed", "index", "fingerprint", "tag"]
 
@@ -261,31 +262,56 @@ def _traces(song: Song, settings) -> dict[str, object]:
 @pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("step", STEPS)
 def test_a_delete_arriving_at_any_ingest_step_leaves_nothing_and_the_ingest_ends_quietly(
-    tmp_path: Path, settings, monkeypatch, step, when
+    tmp_path: Path, settings, monkeypatch, alongside, step, when
 ) -> None:
     from catalog import pipeline, services
 
     song = _imported_song(tmp_path)
-    ran = _around(monkeypatch, step, when, lambda: services.delete_song(Song.objects.get(pk=song.pk)))
+    ran = _around(
+        monkeypatch, step, when, lambda: alongside(lambda: services.delete_song(Song.objects.get(pk=song.pk)))
+    )
 
     pipeline.ingest(song.pk)  # no exception: losing the song to a delete is not an error
+    alongside.join()
 
     assert ran == [step]
     assert _traces(song, settings) == {"row": False, "vectors": 0, "fingerprints": 0, "object": False}
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_delete_arriving_while_the_ingest_marks_the_song_ready_leaves_nothing(
+    tmp_path: Path, settings, monkeypatch, alongside, when
+) -> None:
+    """Inside the transaction that stores the tags and marks the song ready: on PostgreSQL the delete's transition
+    waits for that row lock (after) or wins and the ready transition is refused (before)."""
+    from catalog import pipeline, services
+
+    song = _imported_song(tmp_path)
+    deleting = _around(
+        monkeypatch, "_mark_ready", when, lambda: alongside(lambda: services.delete_song(Song.objects.get(pk=song.pk)))
+    )
+
+    pipeline.ingest(song.pk)
+    alongside.join()
+
+    assert deleting == ["_mark_ready"]
+    assert _traces(song, settings) == {"row": False, "vectors": 0, "fingerprints": 0, "object": False}
+    assert not SongTag.objects.filter(song_id=song.pk).exists()
 
 
 @pytest.mark.parametrize(
     ("step", "when"), [("fetch", "after"), ("index", "after"), ("fingerprint", "after"), ("tag", "before")]
 )
 def test_a_redelivered_ingest_running_alongside_the_first_leaves_one_vector_and_one_fingerprint_set(
-    tmp_path: Path, settings, monkeypatch, step, when
+    tmp_path: Path, settings, monkeypatch, alongside, step, when
 ) -> None:
     from catalog import pipeline
 
     song = _imported_song(tmp_path)
-    _around(monkeypatch, step, when, lambda: pipeline.ingest(song.pk))
+    _around(monkeypatch, step, when, lambda: alongside(lambda: pipeline.ingest(song.pk)))
 
     pipeline.ingest(song.pk)
+    alongside.join()
 
     assert _traces(song, settings) == {"row": True, "vectors": 1, "fingerprints": 1, "object": True}
     song.refresh_from_db()
@@ -320,22 +346,25 @@ def test_reembed_leaves_a_song_that_is_not_ready_alone(monkeypatch) -> None:
 
 @pytest.mark.parametrize("step", ["index", "tag"])
 def test_a_reembed_whose_song_is_deleted_meanwhile_takes_back_its_new_vector(
-    tmp_path: Path, settings, monkeypatch, step
+    tmp_path: Path, settings, monkeypatch, alongside, step
 ) -> None:
     from catalog import pipeline, services
 
     song = _imported_song(tmp_path)
     pipeline.ingest(song.pk)
     song.refresh_from_db()
-    _around(monkeypatch, step, "before", lambda: services.delete_song(Song.objects.get(pk=song.pk)))
+    _around(monkeypatch, step, "before", lambda: alongside(lambda: services.delete_song(Song.objects.get(pk=song.pk))))
 
     assert pipeline.reembed(song, "features") is False
+    alongside.join()
 
     assert _traces(song, settings) == {"row": False, "vectors": 0, "fingerprints": 0, "object": False}
 
 
 @pytest.mark.parametrize("step", ["fetch", "index", "fingerprint", "tag"])
-def test_an_edit_saved_during_an_ingest_is_kept_when_the_song_becomes_ready(tmp_path: Path, monkeypatch, step) -> None:
+def test_an_edit_saved_during_an_ingest_is_kept_when_the_song_becomes_ready(
+    tmp_path: Path, monkeypatch, alongside, step
+) -> None:
     from catalog import pipeline, services
 
     song = _imported_song(tmp_path)
@@ -343,9 +372,10 @@ def test_an_edit_saved_during_an_ingest_is_kept_when_the_song_becomes_ready(tmp_
     def edit() -> None:
         services.update_song_details(Song.objects.get(pk=song.pk), title="Edited", artist="Someone", album="")
 
-    ran = _around(monkeypatch, step, "before", edit)
+    ran = _around(monkeypatch, step, "before", lambda: alongside(edit))
 
     pipeline.ingest(song.pk)
+    alongside.join()
 
     assert ran == [step]
     song.refresh_from_db()
@@ -354,7 +384,7 @@ def test_an_edit_saved_during_an_ingest_is_kept_when_the_song_becomes_ready(tmp_
 
 
 @pytest.mark.parametrize("step", ["index", "tag"])
-def test_an_edit_saved_during_a_reembed_is_kept(tmp_path: Path, monkeypatch, step) -> None:
+def test_an_edit_saved_during_a_reembed_is_kept(tmp_path: Path, monkeypatch, alongside, step) -> None:
     from catalog import pipeline, services
 
     song = _imported_song(tmp_path)
@@ -364,9 +394,10 @@ def test_an_edit_saved_during_a_reembed_is_kept(tmp_path: Path, monkeypatch, ste
     def edit() -> None:
         services.update_song_details(Song.objects.get(pk=song.pk), title="Edited", artist="", album="An album")
 
-    _around(monkeypatch, step, "before", edit)
+    _around(monkeypatch, step, "before", lambda: alongside(edit))
 
     assert pipeline.reembed(song, "features") is True
+    alongside.join()
 
     song.refresh_from_db()
     assert (song.title, song.album) == ("Edited", "An album")

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.db import connection
 
 from derived.store import MANIFEST, forget_held, song_id_at
 from embeddings.index.local import LocalVectorIndex
 from fingerprints.index.local import LocalFingerprintIndex
 from fingerprints.landmarks import landmarks
+from tests.conftest import database_env, on_postgres
 from tests.fingerprints.music import excerpt, song
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def _other_process(settings: Any, code: str) -> Any:
     """Run `code` in a new Python process on the same database and index folder; returns what it prints (JSON)."""
     env = os.environ | {
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "SQLITE_PATH": str(connection.settings_dict["NAME"]),
+        **database_env(),
         "DERIVED_INDEX_DIR": str(settings.DERIVED_INDEX_DIR),
         "VAR_DIR": str(Path(settings.DERIVED_INDEX_DIR).parent),
         "LOG_LEVEL": "WARNING",
@@ -244,3 +244,27 @@ def test_compaction_never_writes_a_segment_larger_than_the_cap(monkeypatch: pyte
     assert 4 <= len(parts) < 12
     assert all(part.segment.nbytes <= 3 * one_song for part in parts)
     assert {hit.song_id for hit in index.search(vectors[0], limit=20)} == set(songs)
+
+
+def test_a_change_committed_after_a_later_one_was_applied_still_reaches_the_index(alongside) -> None:
+    """PostgreSQL hands out change ids at insert and commits them in any order: the later id can be applied first."""
+    from django.db import transaction
+
+    index = LocalVectorIndex(model="late", dim=DIM)
+    first, early, late = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    index.upsert(first, "uploads/first.mp3", _unit(0, 0, 0, 1))
+    index.search(_unit(0, 0, 0, 1), limit=1)  # built, before the two writers start
+
+    def write_later_and_search() -> list[uuid.UUID]:
+        index.upsert(late, "uploads/late.mp3", _unit(0, 1, 0, 0))
+        return [hit.song_id for hit in index.search(_unit(0, 1, 0, 0), limit=3)]
+
+    with transaction.atomic():
+        index.upsert(early, "uploads/early.mp3", _unit(1, 0, 0, 0))  # takes its change id, not committed yet
+        other = alongside(write_later_and_search)  # on its own connection: commits a higher id, syncs past it
+    seen_by_other = other.join()
+    if on_postgres():  # SQLite made the other writer wait for this commit, so it saw both
+        assert late in seen_by_other and early not in seen_by_other
+
+    assert index.search(_unit(1, 0, 0, 0), limit=1)[0].song_id == early
+    assert {hit.song_id for hit in index.search(_unit(0, 1, 0, 0), limit=3)} == {first, early, late}

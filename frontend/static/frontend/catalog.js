@@ -140,13 +140,14 @@ export function initCatalog(config) {
     window.history.replaceState(null, "", query ? `?${query}` : window.location.pathname);
   }
 
-  function describe(total) {
-    const noun = total === 1 ? "song" : "songs";
+  function describe(total, exact) {
+    const noun = total === 1 && exact ? "song" : "songs";
     const parts = [];
     if (state.search) parts.push(`matching “${state.search}”`);
     if (state.status) parts.push(`with status ${statusSelect.selectedOptions[0].textContent.trim().toLowerCase()}`);
     if (state.tag) parts.push(`tagged ${state.tag}`);
-    return [`${total} ${noun}`, parts.join(", ")].filter(Boolean).join(" ");
+    // A broad text search counts up to a limit: "1000+ songs" rather than a number it did not count.
+    return [`${total}${exact ? "" : "+"} ${noun}`, parts.join(", ")].filter(Boolean).join(" ");
   }
 
   function render(data) {
@@ -165,13 +166,14 @@ export function initCatalog(config) {
       }
       list.append(empty);
     }
-    count.textContent = describe(data.count);
+    const exact = data.count_exact !== false;
+    count.textContent = describe(data.count, exact);
     // A page with a next one is full, so its length is the page size; without a next one this is the last.
     const pages = data.next ? Math.ceil(data.count / results.length) : state.page;
     pager.hidden = !data.next && !data.previous;
     prevButton.disabled = !data.previous;
     nextButton.disabled = !data.next;
-    pageInfo.textContent = `Page ${state.page} of ${pages}`;
+    pageInfo.textContent = `Page ${state.page} of ${pages}${exact || !data.next ? "" : "+"}`;
     clearButton.hidden = !filtered();
     syncAddress();
   }
