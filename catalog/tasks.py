@@ -10,7 +10,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from catalog import pipeline, services
+from catalog import clips, pipeline, services
 from catalog.transient import TRANSIENT_ERRORS
 
 
@@ -53,3 +53,9 @@ def expire_stale_uploads_task() -> int:
 @shared_task(name="catalog.requeue_stalled_ingests", acks_late=True)
 def requeue_stalled_ingests_task() -> int:
     return services.requeue_stalled_ingests(older_than=timedelta(minutes=settings.STALLED_INGEST_MINUTES))
+
+
+@shared_task(name="catalog.analyse_clip", ignore_result=False, acks_late=False)
+def analyse_clip_task(model: str, clip: dict[str, str]) -> clips.ClipAnswer:
+    # Not redelivered when a worker dies: the waiting request has given up by then, and the task expires with it.
+    return clips.analyse(model, clip)

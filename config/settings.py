@@ -311,3 +311,25 @@ FINGERPRINT_MIN_CONFIDENCE = env_float("FINGERPRINT_MIN_CONFIDENCE", 0.5, minimu
 FINGERPRINT_MAX_QUERY_SECONDS = env_float("FINGERPRINT_MAX_QUERY_SECONDS", 30.0, minimum=1.0)
 # atlas: the MongoDB collection of landmarks (one document per song and hash, indexed on the hash).
 FINGERPRINT_COLLECTION = env_str("FINGERPRINT_COLLECTION", "fingerprints")
+
+# --- Clip analysis on the workers and the precomputed map -----------------------------------
+# Where workers put a clip's vector for the waiting web process: Redis (the broker's URL) in production, a folder
+# beside the filesystem broker by default; any Celery result backend URL.
+CELERY_RESULT_BACKEND = env_str(
+    "CELERY_RESULT_BACKEND",
+    CELERY_BROKER_URL
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+    else f"file://{VAR_DIR / 'results'}"
+    if CELERY_BROKER_URL.startswith("filesystem://")
+    else "cache+memory://",
+)
+# A clip search waits this long for a worker's answer, then answers 503.
+CLIP_ANALYSIS_TIMEOUT_SECONDS = env_float("CLIP_ANALYSIS_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+# Clips up to this size travel inside the task message; larger ones go through the object store (deleted after).
+CLIP_INLINE_MAX_KB = env_int("CLIP_INLINE_MAX_KB", 512, minimum=0)
+# The map is recomputed once no song has arrived for this long...
+MAP_SETTLE_SECONDS = env_float("MAP_SETTLE_SECONDS", 30.0, minimum=0.0)
+# ...and at most this often while songs keep arriving.
+MAP_REFRESH_SECONDS = env_float("MAP_REFRESH_SECONDS", 300.0, minimum=1.0)
+# With no stored map yet, a catalog up to this size is mapped inside the first request; a larger one waits for a worker.
+MAP_INLINE_MAX_SONGS = env_int("MAP_INLINE_MAX_SONGS", 2000, minimum=0)
