@@ -71,6 +71,8 @@ app.conf.update(
     beat_schedule={
         "expire-stale-uploads": {"task": "catalog.expire_stale_uploads", "schedule": 3600.0},
         "requeue-stalled-ingests": {"task": "catalog.requeue_stalled_ingests", "schedule": 600.0},
+        # Queues a map projection the ingests' own requests missed (imports, deletes, a lost task).
+        "check-map": {"task": "catalog.check_map", "schedule": 300.0},
     },
 )
 app.autodiscover_tasks()
