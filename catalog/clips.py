@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any, TypedDict
@@ -35,6 +36,7 @@ class ClipAnswer(TypedDict, total=False):
     vector: str  # base64 of little-endian float32
     error: str  # "invalid" (the clip) or "unavailable" (the worker's model or storage)
     detail: str
+    seconds: float  # the worker's decode and embedding time (logs, benchmarks)
 
 
 def clip_vector(path: Path) -> tuple[str, FloatArray]:
@@ -113,6 +115,7 @@ def analyse(model: str, clip: dict[str, str]) -> ClipAnswer:
     active = active_model_name()
     if active != model:
         return {"model": active}
+    started = time.perf_counter()
     suffix = clip.get("suffix", "")
     with tempfile.TemporaryDirectory(prefix="clip-") as folder:
         path = Path(folder) / f"clip{suffix}"
@@ -134,4 +137,4 @@ def analyse(model: str, clip: dict[str, str]) -> ClipAnswer:
         except ModelUnavailable as exc:
             return {"error": "unavailable", "detail": str(exc)}
     encoded = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-    return {"model": embedder.name, "vector": encoded}
+    return {"model": embedder.name, "vector": encoded, "seconds": round(time.perf_counter() - started, 4)}
