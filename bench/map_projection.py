@@ -76,7 +76,7 @@ def measure(folder: Path, count: int, dim: int, check: bool) -> None:
     segment = VectorCodec("bench", dim).open(folder)
     snapshot = Snapshot((Part(name="bench", segment=segment, alive=np.ones(len(segment), dtype=np.bool_)),))
     index = LocalVectorIndex(model="bench", dim=dim)
-    index.snapshot = lambda wait=None: snapshot  # type: ignore[method-assign]
+    index.snapshot = lambda wait=None: snapshot  # type: ignore[method-assign,misc]
     ready = np.asarray(segment.song_ids).copy()  # every row is a ready song
     peak = {"anon": rss_anon()}
     base = peak["anon"]

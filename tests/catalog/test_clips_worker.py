@@ -25,7 +25,7 @@ CNN14_DIM = 2048
 
 
 def _use_result_backend(url: str) -> None:
-    celery_app.conf.result_backend = url
+    celery_app.conf.update(result_backend=url)
     # The app keeps the backend it made first (shared when thread-safe, else per thread): drop both.
     celery_app._backend_cache = None  # type: ignore[attr-defined]
     celery_app._local.__dict__.pop("backend", None)  # type: ignore[attr-defined]

@@ -292,8 +292,19 @@ function screenY(i) {
   return ys[i] * view.k + view.ty;
 }
 
-/** Every point, one path per colour: squares when there are many (fast), circles when few. */
+/** Run `paint` as a named entry of the page's performance timeline (bench/map_browser.py reads them). */
+function timed(name, paint) {
+  const start = performance.now();
+  paint();
+  performance.measure(name, { start, end: performance.now() });
+}
+
 function draw() {
+  timed("map-draw", drawAll);
+}
+
+/** Every point, one path per colour: squares when there are many (fast), circles when few. */
+function drawAll() {
   const { width, height, dpr } = size;
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, width, height);
@@ -346,8 +357,12 @@ function drawAxes(target) {
   target.restore();
 }
 
-/** A pan frame: move the last full drawing; the full drawing follows once the pointer rests. */
 function drawMoved() {
+  timed("map-pan-frame", drawShifted);
+}
+
+/** A pan frame: move the last full drawing; the full drawing follows once the pointer rests. */
+function drawShifted() {
   const { width, height, dpr } = size;
   const dx = view.tx - drawn.tx;
   const dy = view.ty - drawn.ty;
