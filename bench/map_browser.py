@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -91,7 +92,15 @@ def main() -> None:
     prepared = body(args.points, args.groups)
     print(f"{args.points:,} points, {args.groups} albums; API answer {len(prepared) / 1e6:.1f} MB")
     try:
-        time.sleep(3)
+        deadline = time.monotonic() + 120
+        while True:  # the development server takes a while to start on a busy host
+            try:
+                socket.create_connection(("127.0.0.1", args.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1280, "height": 900})

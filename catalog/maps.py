@@ -240,12 +240,12 @@ def _index_chunks(index: VectorIndex, ready: IdArray) -> Chunks:
 
     if isinstance(index, LocalVectorIndex):
         snapshot = index.snapshot()  # one fixed view, so that every pass reads the same rows
+        # The index may still hold vectors of songs that are no longer ready (being deleted, re-queued).
+        keeps = [part.alive & np.isin(part.segment.song_ids, ready) for part in snapshot.parts]
 
         def passes() -> Iterator[tuple[IdArray, FloatArray]]:
-            for part in snapshot.parts:
+            for part, keep in zip(snapshot.parts, keeps, strict=True):
                 segment = part.segment
-                # The index may still hold vectors of songs that are no longer ready (being deleted, re-queued).
-                keep = part.alive & np.isin(segment.song_ids, ready)
                 for start in range(0, len(segment), _CHUNK_ROWS):
                     stop = min(start + _CHUNK_ROWS, len(segment))
                     rows = np.flatnonzero(keep[start:stop]) + start

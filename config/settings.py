@@ -212,7 +212,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_log_level("LOG_LEVEL", "INFO")},
 }
 
-# Throttle counters and cached maps must be shared by every process: the database by default, Redis when set.
+# Throttle counters and the map's refresh flags are shared by every process: the database by default, Redis when set.
 CACHE_URL = env_str("CACHE_URL", "")
 if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://")):
     from django.core.exceptions import ImproperlyConfigured
