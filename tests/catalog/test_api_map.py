@@ -10,6 +10,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from catalog import maps
+from catalog.api.serializers import CatalogMapSerializer
 from catalog.models import MapProjection, SongStatus
 from embeddings.index import IndexUnavailable, get_vector_index
 from embeddings.index.local import LocalVectorIndex
@@ -239,3 +240,14 @@ def test_an_ingest_queues_a_projection_that_then_covers_the_song(upload, api, se
     stored = MapProjection.objects.get(model="features")
     assert stored.song_count == 1 and bytes(stored.song_ids) == song.id.bytes
     assert [p["id"] for p in api.get("/api/map/").json()["points"]] == [str(song.id)]
+
+
+def test_the_answer_built_directly_matches_the_documented_serializer() -> None:
+    song = _song(0, title="Chord", album="Harmony")
+    _song(1, title="Drums")
+    SongTagFactory.create(song=song, label="Music", score=0.9)
+    result = maps.catalog_map(colour_by="tag")
+
+    assert json.loads(json.dumps(maps.as_json(result))) == json.loads(
+        json.dumps(CatalogMapSerializer(result).data, default=str)
+    )
