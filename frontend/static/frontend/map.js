@@ -54,6 +54,7 @@ let points = []; // from the API
 let xs = new Float32Array(0); // unzoomed CSS px
 let ys = new Float32Array(0);
 let colourOf = new Uint8Array(0); // index into `entries`
+let byColour = { order: new Int32Array(0), start: new Int32Array(1) }; // point indices grouped by entry
 let entries = []; // legend entries: {key, name, count, colour}
 let grid = null; // {cols, rows, start: Int32Array, items: Int32Array}
 let size = { width: 0, height: 0, pad: 18, dpr: 1 };
@@ -128,6 +129,20 @@ function cssColour(className) {
   return colour;
 }
 
+const probeCanvas = document.createElement("canvas");
+probeCanvas.width = 1;
+probeCanvas.height = 1;
+const probe = probeCanvas.getContext("2d", { willReadFrequently: true });
+
+/** A CSS colour as [r, g, b] (painted on one pixel and read back, whatever its syntax). */
+function rgbOf(colour) {
+  probe.clearRect(0, 0, 1, 1);
+  probe.fillStyle = colour;
+  probe.fillRect(0, 0, 1, 1);
+  const [r, g, b] = probe.getImageData(0, 0, 1, 1).data;
+  return [r, g, b];
+}
+
 /** Legend entries and each point's entry: every group when they fit the palette, else the largest ones. */
 function colourGroups(groups, labels) {
   const counts = new Map();
@@ -155,7 +170,10 @@ function colourGroups(groups, labels) {
   if (counts.has(UNKNOWN)) {
     list.push({ key: "unknown:", name: UNKNOWN, count: counts.get(UNKNOWN), className: "map-c-unknown" });
   }
-  for (const entry of list) entry.colour = cssColour(entry.className);
+  for (const entry of list) {
+    entry.colour = cssColour(entry.className);
+    entry.rgb = rgbOf(entry.colour);
+  }
   const other = list.findIndex((entry) => entry.key === "other:");
   const unknown = list.findIndex((entry) => entry.key === "unknown:");
   const of = new Uint8Array(points.length);
@@ -203,6 +221,7 @@ function render(data) {
   const groups = colourGroups(data.groups || [], labels);
   entries = groups.list;
   colourOf = groups.of;
+  byColour = groupByColour(colourOf, entries.length);
   strokes = { axis: cssColour("map-axis-colour"), ring: cssColour("map-ring-colour") };
   highlighted = -1;
   radius = points.length <= 2000 ? 6.5 : points.length <= 20000 ? 3 : 1.6;
@@ -261,6 +280,17 @@ function layout() {
   draw();
 }
 
+/** Point indices grouped by legend entry (a counting sort), so that a drawing visits each point once. */
+function groupByColour(of, count) {
+  const start = new Int32Array(count + 1);
+  for (let i = 0; i < of.length; i++) start[of[i] + 1]++;
+  for (let e = 0; e < count; e++) start[e + 1] += start[e];
+  const fill = start.slice(0, count);
+  const order = new Int32Array(of.length);
+  for (let i = 0; i < of.length; i++) order[fill[of[i]]++] = i;
+  return { order, start };
+}
+
 function buildGrid() {
   const cols = Math.max(1, Math.ceil(size.width / CELL_PX));
   const rows = Math.max(1, Math.ceil(size.height / CELL_PX));
@@ -311,33 +341,76 @@ function drawAll() {
   drawAxes(ctx);
   const r = dotRadius();
   const round = points.length <= 5000;
-  const { k, tx, ty } = view;
-  const n = xs.length;
-  for (let e = 0; e < entries.length; e++) {
-    ctx.beginPath();
-    for (let i = 0; i < n; i++) {
-      if (colourOf[i] !== e) continue;
-      const x = xs[i] * k + tx;
-      const y = ys[i] * k + ty;
-      if (x < -r || y < -r || x > width + r || y > height + r) continue;
-      if (round) {
-        ctx.moveTo(x + r, y);
-        ctx.arc(x, y, r, 0, 2 * Math.PI);
-      } else {
-        ctx.rect(x - r, y - r, 2 * r, 2 * r);
-      }
-    }
-    ctx.globalAlpha = highlighted < 0 || highlighted === e ? 0.92 : 0.12;
-    ctx.fillStyle = entries[e].colour;
-    ctx.fill();
+  if (!round) {
+    drawPixels(r);
+  } else {
+    drawPaths(r);
   }
-  ctx.globalAlpha = 1;
   cctx.setTransform(1, 0, 0, 1, 0, 0);
   cctx.clearRect(0, 0, cache.width, cache.height);
   cctx.drawImage(canvas, 0, 0);
   drawn = { ...view };
   wrap.dataset.view = `${view.k},${view.tx},${view.ty}`;
   drawOverlay();
+}
+
+/** Many points: squares written straight into the pixels (one pass, no path to rasterise), then the axes. */
+function drawPixels(r) {
+  const width = canvas.width;
+  const height = canvas.height;
+  const image = ctx.createImageData(width, height);
+  const pixels = new Uint32Array(image.data.buffer);
+  const side = Math.max(2, Math.round(2 * r * size.dpr));
+  const half = side / 2;
+  const { k, tx, ty } = view;
+  const scale = size.dpr;
+  const { order, start } = byColour;
+  const background = new Uint8Array(4);
+  for (let e = 0; e < entries.length; e++) {
+    const [red, green, blue] = entries[e].rgb;
+    const alpha = highlighted < 0 || highlighted === e ? 235 : 31;
+    // Little-endian RGBA; a dimmed point is pre-blended with nothing behind it (transparent canvas).
+    background[0] = red;
+    background[1] = green;
+    background[2] = blue;
+    background[3] = alpha;
+    const colour = new Uint32Array(background.buffer)[0];
+    for (let j = start[e]; j < start[e + 1]; j++) {
+      const i = order[j];
+      const x0 = Math.round((xs[i] * k + tx) * scale - half);
+      const y0 = Math.round((ys[i] * k + ty) * scale - half);
+      if (x0 >= width || y0 >= height || x0 + side <= 0 || y0 + side <= 0) continue;
+      const xa = Math.max(0, x0);
+      const xb = Math.min(width, x0 + side);
+      const yb = Math.min(height, y0 + side);
+      for (let y = Math.max(0, y0); y < yb; y++) pixels.fill(colour, y * width + xa, y * width + xb);
+    }
+  }
+  ctx.putImageData(image, 0, 0);
+  ctx.setTransform(size.dpr, 0, 0, size.dpr, 0, 0);
+  drawAxes(ctx);
+}
+
+/** Few points: one path of circles per colour. */
+function drawPaths(r) {
+  const { k, tx, ty } = view;
+  const { width, height } = size;
+  const { order, start } = byColour;
+  for (let e = 0; e < entries.length; e++) {
+    ctx.beginPath();
+    for (let j = start[e]; j < start[e + 1]; j++) {
+      const i = order[j];
+      const x = xs[i] * k + tx;
+      const y = ys[i] * k + ty;
+      if (x < -r || y < -r || x > width + r || y > height + r) continue;
+      ctx.moveTo(x + r, y);
+      ctx.arc(x, y, r, 0, 2 * Math.PI);
+    }
+    ctx.globalAlpha = highlighted < 0 || highlighted === e ? 0.92 : 0.12;
+    ctx.fillStyle = entries[e].colour;
+    ctx.fill();
+  }
+  ctx.globalAlpha = 1;
 }
 
 function drawAxes(target) {
