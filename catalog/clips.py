@@ -73,7 +73,9 @@ def _ask_worker(task: Any, model: str, clip: dict[str, str], timeout: float) -> 
     except OperationalError as exc:
         raise ServiceUnavailable(f"The clip analysis queue is unreachable right now: {exc}") from exc
     try:
-        answer: ClipAnswer = result.get(timeout=timeout, interval=0.02, propagate=True)
+        # The web process is never inside a task; Celery's guard against that is one global flag, which an eager
+        # task running on another thread (tests, CELERY_TASK_ALWAYS_EAGER) would set for this one too.
+        answer: ClipAnswer = result.get(timeout=timeout, interval=0.02, propagate=True, disable_sync_subtasks=False)
     except ResultTimeout:
         raise ServiceUnavailable(
             f"No analysis worker answered within {timeout:g} s; the workers may be down or busy. Try again shortly."
