@@ -315,12 +315,18 @@ def _clock() -> float:
     return time.time()
 
 
-def note_catalog_change() -> None:
-    """Songs arrived or left: make sure a projection is queued (one at a time; the run decides when to project)."""
+def note_catalog_change(*, after_commit: bool = True) -> None:
+    """Songs arrived or left: make sure a projection is queued (one at a time; the run decides when to project).
+
+    `after_commit=False` queues at once, for callers whose writes are already committed (a finished ingest task).
+    """
     cache.set(_LAST_CHANGE, _clock(), None)
     pending_for = settings.MAP_REFRESH_SECONDS + 2 * settings.MAP_SETTLE_SECONDS + 60  # a lost task is not forever
     if cache.add(_PENDING, _clock(), timeout=pending_for):
-        transaction.on_commit(lambda: _queue_refresh(settings.MAP_SETTLE_SECONDS))
+        if after_commit:
+            transaction.on_commit(lambda: _queue_refresh(settings.MAP_SETTLE_SECONDS))
+        else:
+            _queue_refresh(settings.MAP_SETTLE_SECONDS)
 
 
 def _queue_refresh(countdown: float) -> None:

@@ -81,4 +81,4 @@ def check_map_task() -> bool:
 @task_success.connect(sender=ingest_song_task)
 def _ingest_changed_the_map(**_: Any) -> None:
     # A song that became ready moves the map's projection (debounced: see catalog.maps).
-    maps.note_catalog_change()
+    maps.note_catalog_change(after_commit=False)
