@@ -34,8 +34,7 @@ def _broker_options() -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": 0.25,
         }
-    # A worker serving both queues takes a waiting clip before a waiting ingest (queues are read in name order).
-    return {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT, "queue_order_strategy": "sorted"}
+    return {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT}
 
 
 def _result_folder() -> None:
