@@ -34,7 +34,8 @@ def _broker_options() -> dict[str, Any]:
             "store_processed": False,
             "polling_interval": 0.25,
         }
-    return {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT}
+    # A worker serving both queues takes a waiting clip before a waiting ingest (queues are read in name order).
+    return {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT, "queue_order_strategy": "sorted"}
 
 
 def _result_folder() -> None:
