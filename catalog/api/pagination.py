@@ -1,4 +1,4 @@
-"""Pages of the song list whose count stops early for text searches, so a broad search never counts every row."""
+"""Pages of the song list whose count stops early for searches and tags, so a broad filter never counts every row."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-# A text search counts its matches exactly up to this many (or up to the end of the page asked for, if further).
+# A text search or tag filter counts its matches exactly up to this many (or to the end of the page asked for).
 SEARCH_COUNT_LIMIT = 1000
 
 
@@ -33,7 +33,7 @@ class SongPagination(PageNumberPagination):
     count_exact = True
 
     def paginate_queryset(self, queryset: Any, request: Request, view: APIView | None = None) -> Any:
-        if not request.query_params.get("search", "").strip():
+        if not any(request.query_params.get(name, "").strip() for name in ("search", "tag")):
             self.count_exact = True
             return super().paginate_queryset(queryset, request, view)
         size = self.get_page_size(request) or 25
@@ -61,7 +61,7 @@ class SongPagination(PageNumberPagination):
         paginated = super().get_paginated_response_schema(schema)
         paginated["properties"]["count_exact"] = {
             "type": "boolean",
-            "description": f"False when a text search matched more than {SEARCH_COUNT_LIMIT} songs (or more than the "
+            "description": f"False when a search or tag matched more than {SEARCH_COUNT_LIMIT} songs (or more than the "
             "page asked for reaches): `count` is then a lower bound.",
         }
         return paginated

@@ -8,7 +8,7 @@ from django.db import connection
 from catalog import selectors, textsearch
 from catalog.models import Song, SongStatus
 from tests.conftest import on_postgres
-from tests.factories import SongFactory
+from tests.factories import SongFactory, SongTagFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -169,6 +169,22 @@ def test_a_broad_search_counts_up_to_a_limit_and_says_so(api, monkeypatch) -> No
     assert (narrow["count"], narrow["count_exact"]) == (1, True)
     listing = api.get("/api/songs/").json()
     assert (listing["count"], listing["count_exact"]) == (6, True)
+
+
+def test_a_common_tag_counts_up_to_the_limit_too(api, monkeypatch) -> None:
+    from catalog.api import pagination
+
+    monkeypatch.setattr(pagination, "SEARCH_COUNT_LIMIT", 3)
+    monkeypatch.setattr(pagination.SongPagination, "page_size", 2)
+    for n in range(5):
+        SongTagFactory.create(song=SongFactory.create(title=f"Song {n}"), label="Music", score=0.9)
+    SongFactory.create(title="Untagged")
+
+    first = api.get("/api/songs/", {"tag": "music"}).json()
+    last = api.get("/api/songs/", {"tag": "music", "page": 3}).json()
+
+    assert (first["count"], first["count_exact"]) == (3, False)
+    assert (last["count"], last["count_exact"], len(last["results"])) == (5, True, 1)
 
 
 @pytest.mark.parametrize("param", ["search", "tag"])
