@@ -6,6 +6,11 @@ export function readConfig(elementId) {
   return node ? JSON.parse(node.textContent) : {};
 }
 
+// Controls that do nothing without their script are rendered disabled; a page enables them once wired.
+export function enableScriptedControls(root = document) {
+  for (const control of root.querySelectorAll("[data-needs-script]")) control.disabled = false;
+}
+
 export function csrfToken() {
   for (const part of document.cookie.split(";")) {
     const [name, ...rest] = part.trim().split("=");

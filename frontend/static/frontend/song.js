@@ -66,4 +66,5 @@ if (radioButton && queue) {
     document.getElementById("player")?.pause();
     queue.startRadio([config.songId]);
   });
+  radioButton.disabled = false;
 }

@@ -1,7 +1,7 @@
 // Playlist page: rename, reorder (up/down), remove songs, delete, and play the songs in order.
 // Every change is saved at once through the API; the list on the page is what was saved.
 
-import { api, readConfig } from "../frontend/common.js";
+import { api, enableScriptedControls, readConfig } from "../frontend/common.js";
 import { initQueuePlayer } from "../frontend/queue.js";
 import { toast } from "../frontend/toast.js";
 
@@ -60,3 +60,5 @@ document.getElementById("playlist-play").addEventListener("click", async () => {
   const saved = await api(config.urls.playlist);
   queue?.playList(saved.songs);
 });
+
+enableScriptedControls(list.closest("section"));
