@@ -1,41 +1,50 @@
 """The catalog map: every ready song placed in 2-D by a PCA of its embedding, grouped by album or top sound tag.
 
-The projection (the expensive part: every vector read from the index, then a PCA) is cached and recomputed only when
-the set of ready songs on the active model changes. Titles, albums and tags are read fresh on each call, so a renamed
-song shows its new name without moving on the map.
+The projection is computed ahead of time by a worker (`refresh_projection`, the `catalog.refresh_map` task) and
+stored (`MapProjection`) with its time and song count; a request reads the stored one and never the catalog's
+vectors. Songs that became ready since are placed on the stored axes from their own vectors only, so a new song is
+on the map at once. Recomputing is debounced: the first change after a quiet spell queues a run MAP_SETTLE_SECONDS
+later; while songs keep arriving it runs at most every MAP_REFRESH_SECONDS, and once more when they stop.
+A small catalog (up to MAP_INLINE_MAX_SONGS) is projected again inside the request whenever it changed, which costs
+a few milliseconds and keeps a growing catalog's first songs spread out. Titles, albums and tags are read fresh on
+each call, so a renamed song shows its new name without moving on the map.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 from uuid import UUID
 
 import numpy as np
-import numpy.typing as npt
+from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models import OuterRef, Subquery
+from django.utils import timezone
 
 from catalog.errors import ServiceUnavailable
-from catalog.models import Song, SongStatus, SongTag
+from catalog.models import MapProjection, Song, SongStatus, SongTag
+from catalog.projection import Axes, Chunks, Float64Array, IdArray, Projection, in_memory, project
 from embeddings.base import FloatArray
-from embeddings.index import IndexUnavailable, VectorIndexError, get_vector_index
+from embeddings.index import IndexUnavailable, VectorIndex, VectorIndexError, get_vector_index
 from embeddings.registry import active_model_name, model_dim
+
+logger = logging.getLogger(__name__)
 
 ColourBy = Literal["album", "tag"]
 COLOUR_BY: tuple[ColourBy, ...] = ("album", "tag")
 UNKNOWN = "Unknown"
-# The key changes whenever the catalog does; the timeout only bounds how long a vector rewritten in place (e.g. a
-# re-embed with the same model, which changes no song row) can go unnoticed.
-CACHE_TIMEOUT_S = 6 * 3600
-_CACHE_PREFIX = "catalog-map:v1"
-# A component with at most this share of the total variance is rounding noise (e.g. the 2nd axis of two songs):
-# its axis is all zeros rather than noise blown up to fill [-1, 1].
-_NEGLIGIBLE = 1e-6
-
-Float64Array = npt.NDArray[np.float64]
+# New songs placed on the stored axes per request at most; beyond, they wait for the next projection (queued).
+PLACE_LIMIT = 5000
+# Vectors per chunk when the projection reads the index.
+_CHUNK_ROWS = 8192
+_LAST_CHANGE = "catalog-map:v2:last-change"
+_PENDING = "catalog-map:v2:pending"
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,11 @@ class CatalogMap:
     explained_variance: tuple[float, float]
     groups: list[str]
     points: list[MapPoint]
+    computed_at: datetime | None = None
+    age_seconds: float | None = None
+    projected_songs: int = 0  # ready songs the stored projection covers
+    placed_since: int = 0  # songs placed on its axes because they became ready after it
+    pending: int = 0  # ready songs not on the map yet: the next projection (queued) places them
 
 
 class _SongRow(TypedDict):
@@ -66,14 +80,6 @@ class _SongRow(TypedDict):
     artist: str
     album: str
     top_tag: str | None
-    updated_at: datetime
-    ingest_attempts: int
-
-
-class _Projection(TypedDict):
-    ids: list[str]
-    coords: list[tuple[float, float]]
-    explained: tuple[float, float]
 
 
 def catalog_map(*, colour_by: ColourBy) -> CatalogMap:
@@ -85,30 +91,70 @@ def catalog_map(*, colour_by: ColourBy) -> CatalogMap:
         raise ValueError(f"colour_by must be one of {', '.join(COLOUR_BY)}, not {colour_by!r}")
     model = active_model_name()
     songs = _ready_songs(model)
-    projection = _cached_projection(model, songs)
-    by_id = {str(song["id"]): song for song in songs}
-    points: list[MapPoint] = []
-    for song_id, (x, y) in zip(projection["ids"], projection["coords"], strict=True):
-        song = by_id[song_id]
-        points.append(
-            MapPoint(
-                song_id=song["id"],
-                title=song["title"] or song["original_file_name"],
-                artist=song["artist"],
-                album=song["album"],
-                top_tag=song["top_tag"] or "",
-                x=x,
-                y=y,
-                group=(song["album"] if colour_by == "album" else song["top_tag"]) or UNKNOWN,
-            )
-        )
+    stored = latest_projection(model)
+    if len(songs) <= settings.MAP_INLINE_MAX_SONGS and (stored is None or _covers_other_songs(stored, songs)):
+        stored = store_projection(model)
+    elif stored is None:
+        note_catalog_change()
+        return CatalogMap(model, colour_by, (0.0, 0.0), [], [], pending=len(songs))
+    placed, positions = _positions(stored, model, songs)
+    if placed or len(positions) < len(songs):
+        note_catalog_change()
+    points = [_point(song, positions[song["id"].bytes], colour_by) for song in songs if song["id"].bytes in positions]
     points.sort(key=lambda point: (point.title.casefold(), point.artist.casefold(), str(point.song_id)))
     return CatalogMap(
         model=model,
         colour_by=colour_by,
-        explained_variance=projection["explained"],
+        explained_variance=(round(stored.explained_x, 6), round(stored.explained_y, 6)),
         groups=sorted({point.group for point in points}),
         points=points,
+        computed_at=stored.computed_at,
+        age_seconds=round(max(0.0, (timezone.now() - stored.computed_at).total_seconds()), 1),
+        projected_songs=stored.song_count,
+        placed_since=placed,
+        pending=len(songs) - len(points),
+    )
+
+
+def as_json(result: CatalogMap) -> dict[str, Any]:
+    """The API's answer (the shape of CatalogMapSerializer), built directly: a serializer per point costs seconds
+    at 100k songs."""
+    return {
+        "model": result.model,
+        "colour_by": result.colour_by,
+        "explained_variance": list(result.explained_variance),
+        "groups": result.groups,
+        "points": [
+            {
+                "id": str(point.song_id),
+                "title": point.title,
+                "artist": point.artist,
+                "album": point.album,
+                "top_tag": point.top_tag,
+                "x": point.x,
+                "y": point.y,
+                "group": point.group,
+            }
+            for point in result.points
+        ],
+        "computed_at": result.computed_at.isoformat().replace("+00:00", "Z") if result.computed_at else None,
+        "age_seconds": result.age_seconds,
+        "projected_songs": result.projected_songs,
+        "placed_since": result.placed_since,
+        "pending": result.pending,
+    }
+
+
+def _point(song: _SongRow, position: tuple[float, float], colour_by: ColourBy) -> MapPoint:
+    return MapPoint(
+        song_id=song["id"],
+        title=song["title"] or song["original_file_name"],
+        artist=song["artist"],
+        album=song["album"],
+        top_tag=song["top_tag"] or "",
+        x=position[0],
+        y=position[1],
+        group=(song["album"] if colour_by == "album" else song["top_tag"]) or UNKNOWN,
     )
 
 
@@ -118,89 +164,210 @@ def _ready_songs(model: str) -> list[_SongRow]:
         Song.objects.filter(status=SongStatus.READY, embedding_model=model)
         .annotate(top_tag=Subquery(top_tag))
         .order_by("id")
-        .values("id", "title", "original_file_name", "artist", "album", "top_tag", "updated_at", "ingest_attempts")
+        .values("id", "title", "original_file_name", "artist", "album", "top_tag")
     )
 
 
-def cache_key(model: str, songs: list[_SongRow]) -> str:
-    """(model, number of ready songs, latest updated_at, a digest of which songs and how often each was ingested).
-
-    The digest is needed because the pipeline marks songs ready with `QuerySet.update()`, which leaves `updated_at`
-    alone: one song deleted while another becomes ready, or a song re-ingested, changes neither count nor date.
-    """
-    latest = max((song["updated_at"] for song in songs), default=None)
-    digest = hashlib.sha256()
-    for song in songs:  # ordered by id
-        digest.update(f"{song['id']}:{song['ingest_attempts']};".encode())
-    stamp = latest.isoformat() if latest else "-"
-    return f"{_CACHE_PREFIX}:{model}:{len(songs)}:{stamp}:{digest.hexdigest()[:32]}"
+def latest_projection(model: str) -> MapProjection | None:
+    return MapProjection.objects.filter(model=model).order_by("-computed_at", "-pk").first()
 
 
-def _cached_projection(model: str, songs: list[_SongRow]) -> _Projection:
-    key = cache_key(model, songs)
-    cached: _Projection | None = cache.get(key)
-    if cached is not None:
-        return cached
-    projection = _compute_projection(model, {str(song["id"]) for song in songs})
-    cache.set(key, projection, timeout=CACHE_TIMEOUT_S)
-    return projection
+def _covers_other_songs(stored: MapProjection, songs: list[_SongRow]) -> bool:
+    return set(_ids_of(stored)) != {song["id"].bytes for song in songs}
 
 
-def _compute_projection(model: str, ready: set[str]) -> _Projection:
-    if not ready:
-        return {"ids": [], "coords": [], "explained": (0.0, 0.0)}
+def _ids_of(stored: MapProjection) -> list[bytes]:
+    raw = bytes(stored.song_ids)
+    return [raw[i : i + 16] for i in range(0, len(raw), 16)]
+
+
+def axes_of(stored: MapProjection) -> Axes:
+    return Axes(
+        mean=np.frombuffer(bytes(stored.mean), dtype="<f4").astype(np.float32),
+        components=np.frombuffer(bytes(stored.components), dtype="<f4").astype(np.float32).reshape(2, stored.dim),
+        peaks=(stored.peak_x, stored.peak_y),
+        explained=(stored.explained_x, stored.explained_y),
+    )
+
+
+def _positions(
+    stored: MapProjection, model: str, songs: list[_SongRow]
+) -> tuple[int, dict[bytes, tuple[float, float]]]:
+    """Every ready song's point: from the projection, or placed on its axes (the newest first, up to PLACE_LIMIT)."""
+    coords = np.frombuffer(bytes(stored.coords), dtype="<f4").reshape(-1, 2)
+    rounded: list[tuple[float, float]] = [(x, y) for x, y in coords.astype(np.float64).round(6).tolist()]
+    positions = dict(zip(_ids_of(stored), rounded, strict=True))
+    missing = [song["id"] for song in songs if song["id"].bytes not in positions][:PLACE_LIMIT]
+    if not missing:
+        return 0, positions
+    index = get_vector_index(model, model_dim(model))
+    axes = axes_of(stored)
+    placed = 0
+    for song_id in missing:
+        try:
+            vector = index.get(song_id)
+        except IndexUnavailable as exc:
+            raise ServiceUnavailable(f"The map is unavailable right now: {exc}") from exc
+        if vector is None or vector.shape != (stored.dim,):
+            continue
+        x, y = axes.place(vector[None, :])[0]
+        positions[song_id.bytes] = (round(float(x), 6), round(float(y), 6))
+        placed += 1
+    return placed, positions
+
+
+# --- Computing and storing the projection (workers; small catalogs inline) -----------------------------------------
+
+
+def store_projection(model: str | None = None) -> MapProjection:
+    """Project every ready song of `model` (default: the active one) and keep it as the model's only projection."""
+    model = model or active_model_name()
+    dim = model_dim(model)
+    started = time.perf_counter()
+    ready = _ready_ids(model)
+    projection = _project_index(get_vector_index(model, dim), dim, ready)
+    axes = projection.axes
+    with transaction.atomic():
+        stored = MapProjection.objects.create(
+            model=model,
+            computed_at=timezone.now(),
+            song_count=len(projection.song_ids),
+            seconds=round(time.perf_counter() - started, 3),
+            dim=dim,
+            mean=axes.mean.astype("<f4").tobytes(),
+            components=axes.components.astype("<f4").tobytes(),
+            peak_x=axes.peaks[0],
+            peak_y=axes.peaks[1],
+            explained_x=axes.explained[0],
+            explained_y=axes.explained[1],
+            song_ids=projection.song_ids.tobytes(),
+            coords=projection.coords.astype("<f4").tobytes(),
+        )
+        MapProjection.objects.filter(model=model).exclude(pk=stored.pk).delete()
+    logger.info("map of %d %s songs projected in %.2f s", stored.song_count, model, stored.seconds)
+    return stored
+
+
+def _ready_ids(model: str) -> IdArray:
+    ids = Song.objects.filter(status=SongStatus.READY, embedding_model=model).values_list("id", flat=True)
+    raw = b"".join(song_id.bytes for song_id in ids.iterator(chunk_size=10_000))
+    return np.frombuffer(raw, dtype="S16")
+
+
+def _project_index(index: VectorIndex, dim: int, ready: IdArray) -> Projection:
     try:
-        song_ids, matrix = get_vector_index(model, model_dim(model)).export()
+        return project(_index_chunks(index, ready), dim)
     except IndexUnavailable as exc:
         raise ServiceUnavailable(f"The map is unavailable right now: {exc}") from exc
     except VectorIndexError as exc:
         raise ServiceUnavailable(f"The map could not be drawn: {exc}") from exc
-    # The index may still hold vectors of songs that are no longer ready (being deleted, re-queued).
-    rows = [i for i, song_id in enumerate(song_ids) if str(song_id) in ready]
-    coords, explained = pca_2d(matrix[rows])
-    return {
-        "ids": [str(song_ids[i]) for i in rows],
-        "coords": [(round(float(x), 6), round(float(y), 6)) for x, y in coords],
-        "explained": (round(explained[0], 6), round(explained[1], 6)),
-    }
+
+
+def _index_chunks(index: VectorIndex, ready: IdArray) -> Chunks:
+    """Passes over the ready songs' vectors: the local index's mapped segments in place, else one export."""
+    from embeddings.index.local import LocalVectorIndex
+
+    if isinstance(index, LocalVectorIndex):
+        snapshot = index.snapshot()  # one fixed view, so that every pass reads the same rows
+        # The index may still hold vectors of songs that are no longer ready (being deleted, re-queued).
+        keeps = [part.alive & np.isin(part.segment.song_ids, ready) for part in snapshot.parts]
+
+        def passes() -> Iterator[tuple[IdArray, FloatArray]]:
+            for part, keep in zip(snapshot.parts, keeps, strict=True):
+                segment = part.segment
+                for start in range(0, len(segment), _CHUNK_ROWS):
+                    stop = min(start + _CHUNK_ROWS, len(segment))
+                    rows = np.flatnonzero(keep[start:stop]) + start
+                    if rows.size == stop - start:
+                        yield segment.song_ids[start:stop], segment.vectors[start:stop]
+                    elif rows.size:
+                        yield segment.song_ids[rows], segment.vectors[rows]
+
+        return passes
+    song_ids, matrix = index.export()
+    wanted = set(ready.tolist())
+    rows = [i for i, song_id in enumerate(song_ids) if song_id.bytes in wanted]
+    ids = np.frombuffer(b"".join(song_ids[i].bytes for i in rows), dtype="S16")
+    return in_memory(ids, matrix[rows], chunk=_CHUNK_ROWS)
 
 
 def pca_2d(matrix: FloatArray) -> tuple[Float64Array, tuple[float, float]]:
-    """Rows projected on their two principal components, each axis scaled so its largest |value| is 1.
+    """Rows of an in-memory matrix on their two principal components, each axis scaled to [-1, 1]."""
+    ids = np.zeros(len(matrix), dtype="S16")
+    projection = project(in_memory(ids, np.asarray(matrix, dtype=np.float32)), matrix.shape[1])
+    return projection.coords, projection.axes.explained
 
-    Signs are fixed so that every component's largest-|loading| entry is positive: the same vectors always give the
-    same picture. Returns the coordinates (n x 2) and the share of the total variance each component explains. An
-    axis that explains (next to) nothing, as the second one of two songs, is all zeros; one song sits at (0, 0).
+
+# --- Debouncing ------------------------------------------------------------------------------------------------------
+
+
+def next_run_delay(*, now: float, last_change: float, last_run: float, settle: float, refresh: float) -> float:
+    """Seconds until the map should be projected again: 0 once no song arrived for `settle` s or the last run is
+    `refresh` s old, whichever comes first."""
+    quiet_at = last_change + settle
+    due_at = last_run + refresh
+    if now >= quiet_at or now >= due_at:
+        return 0.0
+    return min(quiet_at, due_at) - now
+
+
+def _clock() -> float:
+    return time.time()
+
+
+def note_catalog_change(*, after_commit: bool = True) -> None:
+    """Songs arrived or left: make sure a projection is queued (one at a time; the run decides when to project).
+
+    `after_commit=False` queues at once, for callers whose writes are already committed (a finished ingest task).
     """
-    n, dim = matrix.shape
-    coords = np.zeros((n, 2), dtype=np.float64)
-    if n < 2 or dim == 0:
-        return coords, (0.0, 0.0)
-    centred = np.asarray(matrix, dtype=np.float32)
-    centred = centred - centred.mean(axis=0, dtype=np.float64).astype(np.float32)
-    if n <= dim:
-        # Few rows: an SVD of the rows themselves (small, and exact in float64).
-        _, singular, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
-        variances = singular**2
-        components = vt[:2]
-    else:
-        # Many rows: the dim x dim scatter matrix (one float32 matrix product), then its eigenvectors.
-        scatter = (centred.T @ centred).astype(np.float64)
-        values, vectors = np.linalg.eigh(scatter)
-        order = np.argsort(values)[::-1]
-        variances = np.clip(values[order], 0.0, None)
-        components = vectors[:, order[:2]].T
-    total = float(variances.sum())
-    explained = [0.0, 0.0]
-    for axis, component in enumerate(components):
-        share = float(variances[axis]) / total if total > 0 else 0.0
-        if share <= _NEGLIGIBLE:
-            continue
-        if component[np.argmax(np.abs(component))] < 0:
-            component = -component
-        values_on_axis = centred @ component.astype(np.float32)
-        peak = float(np.abs(values_on_axis).max())
-        if peak > 0:
-            coords[:, axis] = values_on_axis / peak
-        explained[axis] = share
-    return np.clip(coords, -1.0, 1.0), (explained[0], explained[1])
+    cache.set(_LAST_CHANGE, _clock(), None)
+    pending_for = settings.MAP_REFRESH_SECONDS + 2 * settings.MAP_SETTLE_SECONDS + 60  # a lost task is not forever
+    if cache.add(_PENDING, _clock(), timeout=pending_for):
+        if after_commit:
+            transaction.on_commit(lambda: _queue_refresh(settings.MAP_SETTLE_SECONDS))
+        else:
+            _queue_refresh(settings.MAP_SETTLE_SECONDS)
+
+
+def _queue_refresh(countdown: float) -> None:
+    from kombu.exceptions import OperationalError
+
+    from catalog.tasks import refresh_map_task
+
+    try:
+        refresh_map_task.apply_async(countdown=countdown)
+    except OperationalError:
+        cache.delete(_PENDING)
+        logger.warning("could not queue the map projection; the next change or beat queues it again", exc_info=True)
+
+
+def refresh_projection() -> str:
+    """The debounced run: project now, or queue itself again for when the catalog settles or the map is due."""
+    from config.celery import app
+
+    model = active_model_name()
+    stored = latest_projection(model)
+    delay = next_run_delay(
+        now=_clock(),
+        last_change=float(cache.get(_LAST_CHANGE) or 0.0),
+        last_run=stored.computed_at.timestamp() if stored else 0.0,
+        settle=settings.MAP_SETTLE_SECONDS,
+        refresh=settings.MAP_REFRESH_SECONDS,
+    )
+    if delay > 0 and not app.conf.task_always_eager:  # run in-process (eager), a countdown would not wait
+        _queue_refresh(delay)
+        return f"waiting {delay:.0f} s"
+    cache.delete(_PENDING)  # first: a change during the run queues the next one
+    stored = store_projection(model)
+    return f"projected {stored.song_count} songs in {stored.seconds:.2f} s"
+
+
+def refresh_if_stale() -> bool:
+    """Beat's check: queue a projection when the stored one does not cover the ready songs (count or absence)."""
+    model = active_model_name()
+    stored = latest_projection(model)
+    ready = Song.objects.filter(status=SongStatus.READY, embedding_model=model).count()
+    if (stored is None and ready) or (stored is not None and stored.song_count != ready):
+        note_catalog_change()
+        return True
+    return False

@@ -101,3 +101,31 @@ class RecordingLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.song_id} in recording {self.recording_id}"
+
+
+class MapProjection(models.Model):
+    """The catalog map of one model, computed by a worker: the axes new songs are placed on, and every song's point.
+
+    `song_ids` holds 16-byte ids and `coords` float32 (x, y) pairs in the same order; `mean` (dim) and `components`
+    (2 x dim) are float32 too. Only the latest projection of each model is kept.
+    """
+
+    model = models.CharField(max_length=64)
+    computed_at = models.DateTimeField()
+    song_count = models.PositiveIntegerField(help_text="Ready songs the projection covers.")
+    seconds = models.FloatField(help_text="How long computing it took.")
+    dim = models.PositiveIntegerField()
+    mean = models.BinaryField()
+    components = models.BinaryField()
+    peak_x = models.FloatField()
+    peak_y = models.FloatField()
+    explained_x = models.FloatField()
+    explained_y = models.FloatField()
+    song_ids = models.BinaryField()
+    coords = models.BinaryField()
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "-computed_at"], name="mapprojection_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.model} map of {self.song_count} songs ({self.computed_at:%Y-%m-%d %H:%M})"

@@ -12,12 +12,13 @@ from django.db.models.functions import Lower
 from django.http import Http404
 
 from catalog import recordings, textsearch
+from catalog.clips import clip_vector
 from catalog.errors import InvalidClip, NotSearchable, ServiceUnavailable
 from catalog.models import Song, SongStatus, SongTag
 from embeddings.audio import decode
-from embeddings.base import EmbeddingError, FloatArray, ModelUnavailable
+from embeddings.base import EmbeddingError, FloatArray
 from embeddings.index import IndexUnavailable, VectorIndex, VectorIndexError, get_vector_index
-from embeddings.registry import active_model_name, get_embedding_model, model_dim
+from embeddings.registry import active_model_name, model_dim
 from fingerprints.index import FingerprintIndexError
 from fingerprints.selectors import identify as fingerprint_identify
 
@@ -96,17 +97,10 @@ def songs_to_reembed(model_name: str, *, include_current: bool = False) -> Query
 
 
 def similar_to_clip(path: Path, *, limit: int = 10, duplicates: bool = False) -> list[Neighbour]:
-    """Ready songs that sound most like an audio clip, which is embedded but never added to the catalog."""
-    try:
-        audio = decode(path, max_seconds=settings.SIMILAR_CLIP_MAX_SECONDS, min_seconds=settings.MIN_AUDIO_SECONDS)
-        model = get_embedding_model()
-        vector = model.embed(audio.samples)
-    except EmbeddingError as exc:
-        raise InvalidClip(f"The clip cannot be used: {exc}.") from exc
-    except ModelUnavailable as exc:
-        raise ServiceUnavailable(f"The embedding model is not available: {exc}") from exc
+    """Ready songs that sound most like an audio clip, which a worker embeds; the clip is never catalogued."""
+    model, vector = clip_vector(path)
     return _neighbours(
-        get_vector_index(model.name, model.dim), vector, limit=limit, exclude_song=None, duplicates=duplicates
+        get_vector_index(model, model_dim(model)), vector, limit=limit, exclude_song=None, duplicates=duplicates
     )
 
 

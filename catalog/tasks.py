@@ -8,9 +8,10 @@ from uuid import UUID
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import task_success
 from django.conf import settings
 
-from catalog import pipeline, services
+from catalog import clips, maps, pipeline, services
 from catalog.transient import TRANSIENT_ERRORS
 
 
@@ -53,3 +54,31 @@ def expire_stale_uploads_task() -> int:
 @shared_task(name="catalog.requeue_stalled_ingests", acks_late=True)
 def requeue_stalled_ingests_task() -> int:
     return services.requeue_stalled_ingests(older_than=timedelta(minutes=settings.STALLED_INGEST_MINUTES))
+
+
+@shared_task(name="catalog.analyse_clip", ignore_result=False, acks_late=False)
+def analyse_clip_task(model: str, clip: dict[str, str]) -> clips.ClipAnswer:
+    # Not redelivered when a worker dies: the waiting request has given up by then, and the task expires with it.
+    return clips.analyse(model, clip)
+
+
+@shared_task(
+    name="catalog.refresh_map",
+    acks_late=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=settings.INGEST_RETRY_BACKOFF_SECONDS,
+    max_retries=3,
+)
+def refresh_map_task() -> str:
+    return maps.refresh_projection()
+
+
+@shared_task(name="catalog.check_map", acks_late=True)
+def check_map_task() -> bool:
+    return maps.refresh_if_stale()
+
+
+@task_success.connect(sender=ingest_song_task)
+def _ingest_changed_the_map(**_: Any) -> None:
+    # A song that became ready moves the map's projection (debounced: see catalog.maps).
+    maps.note_catalog_change(after_commit=False)

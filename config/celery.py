@@ -7,8 +7,12 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
+from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+CLIPS_QUEUE = "clips"
+INGEST_QUEUE = "ingest"
 
 app = Celery("resonance")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -33,6 +37,17 @@ def _broker_options() -> dict[str, Any]:
     return {"visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT}
 
 
+def _result_folder() -> None:
+    from django.conf import settings
+
+    backend: str = settings.CELERY_RESULT_BACKEND
+    if backend.startswith("file://"):
+        os.makedirs(backend.removeprefix("file://"), exist_ok=True)
+
+
+_result_folder()
+
+
 app.conf.update(
     broker_transport_options=_broker_options(),
     task_serializer="json",
@@ -43,11 +58,20 @@ app.conf.update(
     # A task running when the broker connection drops cannot be acknowledged: stop it, and Redis redelivers it.
     worker_cancel_long_running_tasks_on_connection_loss=True,
     worker_prefetch_multiplier=1,
+    # Clip analyses (a person waiting on a search) go to their own queue, which workers serve ahead of ingests;
+    # a worker started without -Q serves both.
+    task_queues=(Queue(CLIPS_QUEUE), Queue(INGEST_QUEUE)),
+    task_default_queue=INGEST_QUEUE,
+    task_routes={"catalog.analyse_clip": {"queue": CLIPS_QUEUE}},
+    # Only clip analyses store results, read once by the web process and then deleted; the rest expire.
+    result_expires=600,
     broker_connection_retry_on_startup=True,
     # `celery -A config beat` (or a worker with -B) expires unfinished uploads hourly and requeues lost ingests.
     beat_schedule={
         "expire-stale-uploads": {"task": "catalog.expire_stale_uploads", "schedule": 3600.0},
         "requeue-stalled-ingests": {"task": "catalog.requeue_stalled_ingests", "schedule": 600.0},
+        # Queues a map projection the ingests' own requests missed (imports, deletes, a lost task).
+        "check-map": {"task": "catalog.check_map", "schedule": 300.0},
     },
 )
 app.autodiscover_tasks()

@@ -213,7 +213,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_log_level("LOG_LEVEL", "INFO")},
 }
 
-# Throttle counters and cached maps must be shared by every process: files on the host by default, Redis when set.
+# Throttle counters and the map's refresh flags are shared by every process: files on the host by default, Redis
+# when set.
 CACHE_URL = env_str("CACHE_URL", "")
 CACHE_DIR = env_path("CACHE_DIR", VAR_DIR / "cache")
 if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://")):
@@ -339,3 +340,25 @@ RADIO_MAX_LENGTH = env_int("RADIO_MAX_LENGTH", 100, minimum=1, maximum=500)
 RADIO_MAX_INPUT_SONGS = env_int("RADIO_MAX_INPUT_SONGS", 500, minimum=1, maximum=5000)
 # Most songs one playlist holds.
 PLAYLIST_MAX_SONGS = env_int("PLAYLIST_MAX_SONGS", 1000, minimum=1, maximum=100000)
+
+# --- Clip analysis on the workers and the precomputed map -----------------------------------
+# Where workers put a clip's vector for the waiting web process: Redis (the broker's URL) in production, a folder
+# beside the filesystem broker by default; any Celery result backend URL.
+CELERY_RESULT_BACKEND = env_str(
+    "CELERY_RESULT_BACKEND",
+    CELERY_BROKER_URL
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+    else f"file://{VAR_DIR / 'results'}"
+    if CELERY_BROKER_URL.startswith("filesystem://")
+    else "cache+memory://",
+)
+# A clip search waits this long for a worker's answer, then answers 503.
+CLIP_ANALYSIS_TIMEOUT_SECONDS = env_float("CLIP_ANALYSIS_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+# Clips up to this size travel inside the task message; larger ones go through the object store (deleted after).
+CLIP_INLINE_MAX_KB = env_int("CLIP_INLINE_MAX_KB", 512, minimum=0)
+# The map is recomputed once no song has arrived for this long...
+MAP_SETTLE_SECONDS = env_float("MAP_SETTLE_SECONDS", 30.0, minimum=0.0)
+# ...and at most this often while songs keep arriving.
+MAP_REFRESH_SECONDS = env_float("MAP_REFRESH_SECONDS", 300.0, minimum=1.0)
+# With no stored map yet, a catalog up to this size is mapped inside the first request; a larger one waits for a worker.
+MAP_INLINE_MAX_SONGS = env_int("MAP_INLINE_MAX_SONGS", 2000, minimum=0)

@@ -158,6 +158,11 @@ class CatalogMapSerializer(serializers.Serializer):
     )
     groups = serializers.ListField(child=serializers.CharField(), help_text="Every group on the map, sorted")
     points = MapPointSerializer(many=True)
+    computed_at = serializers.DateTimeField(allow_null=True, help_text="When the stored projection was computed")
+    age_seconds = serializers.FloatField(allow_null=True, help_text="How old the stored projection is")
+    projected_songs = serializers.IntegerField(help_text="Ready songs the stored projection covers")
+    placed_since = serializers.IntegerField(help_text="Songs ready since, placed on the stored projection's axes")
+    pending = serializers.IntegerField(help_text="Ready songs not on the map yet; a projection is queued for them")
 
 
 class IdentifiedSongSerializer(serializers.Serializer):

@@ -354,7 +354,7 @@ class CatalogMapApi(APIView):
     def get(self, request: Request) -> Response:
         params = self.Params(data=request.query_params)
         params.is_valid(raise_exception=True)
-        return Response(CatalogMapSerializer(maps.catalog_map(colour_by=params.validated_data["colour_by"])).data)
+        return Response(maps.as_json(maps.catalog_map(colour_by=params.validated_data["colour_by"])))
 
 
 class IdentifyApi(APIView):

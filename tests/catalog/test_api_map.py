@@ -2,16 +2,20 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
 import numpy as np
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from catalog.models import SongStatus
+from catalog import maps
+from catalog.api.serializers import CatalogMapSerializer
+from catalog.models import MapProjection, SongStatus
 from embeddings.index import IndexUnavailable, get_vector_index
 from embeddings.index.local import LocalVectorIndex
 from embeddings.registry import model_dim
+from tests import audio
 from tests.factories import SongFactory, SongTagFactory
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +48,20 @@ def test_map_lists_every_ready_song_with_coordinates_and_groups(api: APIClient) 
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"model", "colour_by", "explained_variance", "groups", "points"}
+    assert set(body) == {
+        "model",
+        "colour_by",
+        "explained_variance",
+        "groups",
+        "points",
+        "computed_at",
+        "age_seconds",
+        "projected_songs",
+        "placed_since",
+        "pending",
+    }
+    assert (body["projected_songs"], body["placed_since"], body["pending"]) == (3, 0, 0)
+    assert 0 <= body["age_seconds"] < 60
     assert body["model"] == "features"
     assert body["colour_by"] == "album"
     assert len(body["explained_variance"]) == 2
@@ -74,6 +91,7 @@ def test_map_lists_every_ready_song_with_coordinates_and_groups(api: APIClient) 
 
 def test_an_empty_catalog_gives_an_empty_map(api: APIClient) -> None:
     body = api.get("/api/map/").json()
+    del body["computed_at"], body["age_seconds"]
 
     assert body == {
         "model": "features",
@@ -81,6 +99,9 @@ def test_an_empty_catalog_gives_an_empty_map(api: APIClient) -> None:
         "explained_variance": [0.0, 0.0],
         "groups": [],
         "points": [],
+        "projected_songs": 0,
+        "placed_since": 0,
+        "pending": 0,
     }
 
 
@@ -97,7 +118,7 @@ def test_an_unreachable_index_answers_503(api: APIClient, monkeypatch: pytest.Mo
     def down(self):
         raise IndexUnavailable("connection refused")
 
-    monkeypatch.setattr(LocalVectorIndex, "export", down)
+    monkeypatch.setattr(LocalVectorIndex, "snapshot", down)
     response = api.get("/api/map/")
 
     assert response.status_code == 503
@@ -145,3 +166,88 @@ def test_the_map_page_links_its_api_without_inline_script_or_style(client, setti
     response = client.get("/map/")
     assert response.status_code == 302
     assert "next=/map/" in response["Location"]
+
+
+def _no_vector_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(*args, **kwargs):
+        raise AssertionError("the map request read the catalog's vectors")
+
+    monkeypatch.setattr(LocalVectorIndex, "export", refused)
+    monkeypatch.setattr(LocalVectorIndex, "snapshot", refused)
+    monkeypatch.setattr(maps, "project", refused)
+
+
+def test_the_map_serves_the_stored_projection_without_reading_vectors_and_places_new_songs(
+    api: APIClient, settings, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
+) -> None:
+    settings.MAP_INLINE_MAX_SONGS = 3  # a "large" catalog: the worker's projection is what the API serves
+    songs = [_song(direction % 4, title=f"Song {direction}") for direction in range(8)]
+    stored = maps.store_projection()  # what the worker task does after ingests settle
+    queued: list[float] = []
+    monkeypatch.setattr(maps, "_queue_refresh", queued.append)
+    _no_vector_reads(monkeypatch)
+
+    body = api.get("/api/map/").json()
+
+    assert body["projected_songs"] == 8 and body["placed_since"] == 0 and body["pending"] == 0
+    assert body["computed_at"] is not None and body["age_seconds"] >= 0
+    coords = np.frombuffer(bytes(stored.coords), dtype="<f4").reshape(-1, 2)
+    served = {p["id"]: (p["x"], p["y"]) for p in body["points"]}
+    for i in range(8):
+        song_id = str(uuid.UUID(bytes=bytes(stored.song_ids)[16 * i : 16 * i + 16]))
+        assert served[song_id] == pytest.approx(tuple(float(v) for v in coords[i]), abs=1e-6)
+    assert {p["id"] for p in body["points"]} == {str(song.id) for song in songs}
+    assert queued == []  # nothing changed: no projection queued
+
+    # A song ingested after the projection is on the map at once, placed on the stored axes from its own vector.
+    newcomer = SongFactory.create(status=SongStatus.READY, embedding_model="features", title="Newcomer")
+    vector = np.zeros(model_dim("features"), dtype=np.float32)
+    vector[1] = 1.0
+    get_vector_index("features", model_dim("features")).upsert(newcomer.id, newcomer.object_key, vector)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        body = api.get("/api/map/").json()
+
+    points = {p["id"]: (p["x"], p["y"]) for p in body["points"]}
+    assert body["placed_since"] == 1 and body["projected_songs"] == 8
+    same_direction = next(song for song in songs if song.title == "Song 1")
+    assert points[str(newcomer.id)] == pytest.approx(points[str(same_direction.id)], abs=1e-5)
+    assert queued == [settings.MAP_SETTLE_SECONDS]  # the next projection is queued, once
+
+
+def test_a_large_catalog_without_a_projection_yet_says_so_and_queues_one(
+    api: APIClient, settings, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
+) -> None:
+    settings.MAP_INLINE_MAX_SONGS = 2
+    for direction in range(3):
+        _song(direction)
+    queued: list[float] = []
+    monkeypatch.setattr(maps, "_queue_refresh", queued.append)
+    _no_vector_reads(monkeypatch)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        body = api.get("/api/map/").json()
+
+    assert body["points"] == [] and body["pending"] == 3 and body["computed_at"] is None
+    assert queued == [settings.MAP_SETTLE_SECONDS]
+
+
+def test_an_ingest_queues_a_projection_that_then_covers_the_song(upload, api, settings, tmp_path) -> None:
+    settings.MAP_INLINE_MAX_SONGS = 0  # only the worker's projection can put the song on the map
+
+    song = upload(audio.write(tmp_path / "chord.mp3", audio.chord([220, 277, 330], 2.0)))
+
+    stored = MapProjection.objects.get(model="features")
+    assert stored.song_count == 1 and bytes(stored.song_ids) == song.id.bytes
+    assert [p["id"] for p in api.get("/api/map/").json()["points"]] == [str(song.id)]
+
+
+def test_the_answer_built_directly_matches_the_documented_serializer() -> None:
+    song = _song(0, title="Chord", album="Harmony")
+    _song(1, title="Drums")
+    SongTagFactory.create(song=song, label="Music", score=0.9)
+    result = maps.catalog_map(colour_by="tag")
+
+    assert json.loads(json.dumps(maps.as_json(result))) == json.loads(
+        json.dumps(CatalogMapSerializer(result).data, default=str)
+    )

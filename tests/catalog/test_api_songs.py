@@ -177,7 +177,7 @@ def test_similar_to_a_clip_finds_its_family_without_adding_the_clip(upload, api,
     assert api.get("/api/songs/").json()["count"] == 2
 
 
-def test_similar_to_a_clip_rejects_non_audio_with_a_reason(api, tmp_path: Path) -> None:
+def test_similar_to_a_clip_rejects_non_audio_with_a_reason(api, eager_celery, tmp_path: Path) -> None:
     bogus = tmp_path / "query.mp3"
     bogus.write_bytes(b"definitely not audio" * 100)
 

@@ -9,7 +9,7 @@ from django.core.cache import cache
 
 from catalog import maps
 from catalog.errors import ServiceUnavailable
-from catalog.models import Song, SongStatus
+from catalog.models import MapProjection, Song, SongStatus
 from embeddings.index import IndexUnavailable, get_vector_index
 from embeddings.index.local import LocalVectorIndex
 from embeddings.registry import model_dim
@@ -155,35 +155,37 @@ def test_only_ready_songs_of_the_active_model_with_a_vector_are_mapped() -> None
     assert {point.song_id for point in result.points} == {song.id for song in ready}
 
 
-def test_the_projection_is_cached_until_the_catalog_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_small_catalog_is_projected_again_only_when_its_songs_change(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(7)
     _families(rng, per_family=2)
-    exports: list[int] = []
-    original = LocalVectorIndex.export
+    runs: list[int] = []
+    original = maps.project
 
-    def counting_export(self: LocalVectorIndex) -> Any:
-        exports.append(1)
-        return original(self)
+    def counting_project(*args: Any, **kwargs: Any) -> Any:
+        runs.append(1)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(LocalVectorIndex, "export", counting_export)
+    monkeypatch.setattr(maps, "project", counting_project)
 
     first = maps.catalog_map(colour_by="album")
     second = maps.catalog_map(colour_by="tag")  # the colouring is not part of the projection
-    assert len(exports) == 1
+    assert len(runs) == 1
     assert [(p.song_id, p.x, p.y) for p in first.points] == [(p.song_id, p.x, p.y) for p in second.points]
+    assert MapProjection.objects.get().song_count == 4
 
     # Details that do not move songs are read fresh, without a new projection.
     song = Song.objects.get(title="Chord 0")
     Song.objects.filter(pk=song.pk).update(title="Renamed")
     assert "Renamed" in {point.title for point in maps.catalog_map(colour_by="album").points}
-    assert len(exports) == 1
+    assert len(runs) == 1
 
     added = _song(_vector(9, rng), title="Newcomer")
     result = maps.catalog_map(colour_by="album")
-    assert len(exports) == 2
+    assert len(runs) == 2
     assert added.id in {point.song_id for point in result.points}
     maps.catalog_map(colour_by="album")
-    assert len(exports) == 2
+    assert len(runs) == 2
+    assert MapProjection.objects.count() == 1  # only the latest is kept
 
     # One song leaving while another arrives keeps the count, and `QuerySet.update` leaves updated_at alone.
     leaving = Song.objects.get(title="Drum 0")
@@ -192,7 +194,7 @@ def test_the_projection_is_cached_until_the_catalog_changes(monkeypatch: pytest.
     Song.objects.filter(pk=leaving.pk).update(status=SongStatus.DELETING)
     Song.objects.filter(pk=arriving.pk).update(status=SongStatus.READY)
     result = maps.catalog_map(colour_by="album")
-    assert len(exports) == 3
+    assert len(runs) == 3
     assert arriving.id in {point.song_id for point in result.points}
     assert leaving.id not in {point.song_id for point in result.points}
 
@@ -238,6 +240,73 @@ def test_unknown_colouring_and_an_unreachable_index_are_refused(monkeypatch: pyt
     def down(self: LocalVectorIndex) -> Any:
         raise IndexUnavailable("connection refused")
 
-    monkeypatch.setattr(LocalVectorIndex, "export", down)
+    monkeypatch.setattr(LocalVectorIndex, "snapshot", down)
     with pytest.raises(ServiceUnavailable, match="connection refused"):
         maps.catalog_map(colour_by="album")
+
+
+def test_the_projection_waits_for_songs_to_settle_but_never_longer_than_the_refresh_interval() -> None:
+    delay = maps.next_run_delay
+    # Quiet for long enough: project now.
+    assert delay(now=100.0, last_change=60.0, last_run=0.0, settle=30.0, refresh=300.0) == 0.0
+    # Songs still arriving and the last run recent: wait until they settle...
+    assert delay(now=100.0, last_change=95.0, last_run=50.0, settle=30.0, refresh=300.0) == pytest.approx(25.0)
+    # ...but not past the refresh interval while they keep coming.
+    assert delay(now=340.0, last_change=339.0, last_run=50.0, settle=30.0, refresh=300.0) == pytest.approx(10.0)
+    assert delay(now=350.0, last_change=349.0, last_run=50.0, settle=30.0, refresh=300.0) == 0.0
+
+
+def test_a_stream_of_songs_is_projected_at_most_once_per_interval_and_once_after_it_stops(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.MAP_SETTLE_SECONDS = 30.0
+    settings.MAP_REFRESH_SECONDS = 300.0
+    clock = {"now": 1_000_000.0}
+    queued: list[float] = []
+    monkeypatch.setattr(maps, "_clock", lambda: clock["now"])
+    monkeypatch.setattr(maps, "_queue_refresh", queued.append)
+    monkeypatch.setattr(maps, "timezone", _FrozenTimezone(clock))
+    runs: list[float] = []
+    original = maps.store_projection
+
+    def recording_store(model: str | None = None) -> MapProjection:
+        runs.append(clock["now"])
+        return original(model)
+
+    monkeypatch.setattr(maps, "store_projection", recording_store)
+    rng = np.random.default_rng(11)
+
+    # A song every 10 s for 10 minutes; each queued run fires when its countdown is up.
+    due: list[float] = []
+    for second in range(0, 600, 10):
+        clock["now"] = 1_000_000.0 + second
+        while due and due[0] <= clock["now"]:
+            due.pop(0)
+            maps.refresh_projection()
+            due.extend(clock["now"] + countdown for countdown in queued)
+            queued.clear()
+        _song(_vector(second % 7, rng))
+        with django_capture_on_commit_callbacks(execute=True):
+            maps.note_catalog_change()
+        due.extend(clock["now"] + countdown for countdown in queued)
+        queued.clear()
+    # The songs stop; the remaining queued runs fire.
+    while due:
+        clock["now"] = max(clock["now"], due.pop(0))
+        maps.refresh_projection()
+        due.extend(clock["now"] + countdown for countdown in queued)
+        queued.clear()
+
+    start = 1_000_000.0
+    assert [round(t - start) for t in runs] == [30, 330, 620]  # first settle, one refresh, once after the stream
+    assert MapProjection.objects.get().song_count == 60
+
+
+class _FrozenTimezone:
+    def __init__(self, clock: dict[str, float]) -> None:
+        self.clock = clock
+
+    def now(self) -> Any:
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(self.clock["now"], tz=UTC)
