@@ -3,8 +3,9 @@
 The projection is computed ahead of time by a worker (`refresh_projection`, the `catalog.refresh_map` task) and
 stored (`MapProjection`) with its time and song count; a request reads the stored one and never the catalog's
 vectors. Songs that became ready since are placed on the stored axes from their own vectors only, so a new song is
-on the map at once. Recomputing is debounced: the first change after a quiet spell queues a run MAP_SETTLE_SECONDS
-later; while songs keep arriving it runs at most every MAP_REFRESH_SECONDS, and once more when they stop.
+on the map at once. Recomputing is debounced: a run is due once no song arrived for MAP_SETTLE_SECONDS, or when the
+oldest change it would cover is MAP_REFRESH_SECONDS old, so while songs keep arriving it runs at most every
+MAP_REFRESH_SECONDS, and once more when they stop (queued by beat's check, every MAP_CHECK_SECONDS).
 A small catalog (up to MAP_INLINE_MAX_SONGS) is projected again inside the request whenever it changed, which costs
 a few milliseconds and keeps a growing catalog's first songs spread out. Titles, albums and tags are read fresh on
 each call, so a renamed song shows its new name without moving on the map.
@@ -43,8 +44,9 @@ UNKNOWN = "Unknown"
 PLACE_LIMIT = 5000
 # Vectors per chunk when the projection reads the index.
 _CHUNK_ROWS = 8192
-_LAST_CHANGE = "catalog-map:v2:last-change"
-_PENDING = "catalog-map:v2:pending"
+_FIRST_CHANGE = "catalog-map:v3:first-change"  # the oldest change the stored map does not cover
+_LAST_CHANGE = "catalog-map:v3:last-change"
+_PENDING = "catalog-map:v3:pending"  # a projection is queued or running
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,11 @@ def catalog_map(*, colour_by: ColourBy) -> CatalogMap:
     if len(songs) <= settings.MAP_INLINE_MAX_SONGS and (stored is None or _covers_other_songs(stored, songs)):
         stored = store_projection(model)
     elif stored is None:
-        note_catalog_change()
+        _note_uncovered(overdue=True)
         return CatalogMap(model, colour_by, (0.0, 0.0), [], [], pending=len(songs))
     placed, positions = _positions(stored, model, songs)
     if placed or len(positions) < len(songs):
-        note_catalog_change()
+        _note_uncovered()
     points = [_point(song, positions[song["id"].bytes], colour_by) for song in songs if song["id"].bytes in positions]
     points.sort(key=lambda point: (point.title.casefold(), point.artist.casefold(), str(point.song_id)))
     return CatalogMap(
@@ -299,13 +301,15 @@ def pca_2d(matrix: FloatArray) -> tuple[Float64Array, tuple[float, float]]:
 
 
 # --- Debouncing ------------------------------------------------------------------------------------------------------
+# No delayed (ETA) messages: a worker holding one cannot reconnect after a Redis restart. A change queues a run only
+# when one is due; beat's `check_map` (every MAP_CHECK_SECONDS) queues the one due after the songs stop.
 
 
-def next_run_delay(*, now: float, last_change: float, last_run: float, settle: float, refresh: float) -> float:
-    """Seconds until the map should be projected again: 0 once no song arrived for `settle` s or the last run is
-    `refresh` s old, whichever comes first."""
+def next_run_delay(*, now: float, first_change: float, last_change: float, settle: float, refresh: float) -> float:
+    """Seconds until the map should be projected again: 0 once no song arrived for `settle` s or the oldest change
+    not on the map is `refresh` s old, whichever comes first."""
     quiet_at = last_change + settle
-    due_at = last_run + refresh
+    due_at = first_change + refresh
     if now >= quiet_at or now >= due_at:
         return 0.0
     return min(quiet_at, due_at) - now
@@ -316,58 +320,76 @@ def _clock() -> float:
 
 
 def note_catalog_change(*, after_commit: bool = True) -> None:
-    """Songs arrived or left: make sure a projection is queued (one at a time; the run decides when to project).
+    """Songs arrived or left: remember when, and queue a projection if one is due now.
 
     `after_commit=False` queues at once, for callers whose writes are already committed (a finished ingest task).
     """
-    cache.set(_LAST_CHANGE, _clock(), None)
-    pending_for = settings.MAP_REFRESH_SECONDS + 2 * settings.MAP_SETTLE_SECONDS + 60  # a lost task is not forever
-    if cache.add(_PENDING, _clock(), timeout=pending_for):
-        if after_commit:
-            transaction.on_commit(lambda: _queue_refresh(settings.MAP_SETTLE_SECONDS))
-        else:
-            _queue_refresh(settings.MAP_SETTLE_SECONDS)
+    now = _clock()
+    cache.add(_FIRST_CHANGE, now, None)
+    cache.set(_LAST_CHANGE, now, None)
+    if after_commit:
+        transaction.on_commit(queue_if_due)
+    else:
+        queue_if_due()
 
 
-def _queue_refresh(countdown: float) -> None:
+def _note_uncovered(*, overdue: bool = False) -> None:
+    # A reader saw ready songs the stored map lacks; overdue (no map at all) queues the projection now.
+    cache.add(_FIRST_CHANGE, 0.0 if overdue else _clock(), None)
+    queue_if_due()
+
+
+def queue_if_due() -> bool:
+    """Queue one projection if the catalog changed and the run is due; never two at a time."""
+    first = cache.get(_FIRST_CHANGE)
+    if first is None:
+        return False  # nothing changed since the last projection began
+    delay = next_run_delay(
+        now=_clock(),
+        first_change=float(first),
+        last_change=float(cache.get(_LAST_CHANGE) or first),
+        settle=settings.MAP_SETTLE_SECONDS,
+        refresh=settings.MAP_REFRESH_SECONDS,
+    )
+    if delay > 0:
+        return False
+    pending_for = settings.MAP_REFRESH_SECONDS + 2 * settings.MAP_CHECK_SECONDS + 600  # a lost task is not forever
+    if not cache.add(_PENDING, _clock(), timeout=pending_for):
+        return False
+    _queue_refresh()
+    return True
+
+
+def _queue_refresh() -> None:
     from kombu.exceptions import OperationalError
 
     from catalog.tasks import refresh_map_task
 
     try:
-        refresh_map_task.apply_async(countdown=countdown)
+        refresh_map_task.delay()
     except OperationalError:
         cache.delete(_PENDING)
         logger.warning("could not queue the map projection; the next change or beat queues it again", exc_info=True)
 
 
 def refresh_projection() -> str:
-    """The debounced run: project now, or queue itself again for when the catalog settles or the map is due."""
-    from config.celery import app
-
-    model = active_model_name()
-    stored = latest_projection(model)
-    delay = next_run_delay(
-        now=_clock(),
-        last_change=float(cache.get(_LAST_CHANGE) or 0.0),
-        last_run=stored.computed_at.timestamp() if stored else 0.0,
-        settle=settings.MAP_SETTLE_SECONDS,
-        refresh=settings.MAP_REFRESH_SECONDS,
-    )
-    if delay > 0 and not app.conf.task_always_eager:  # run in-process (eager), a countdown would not wait
-        _queue_refresh(delay)
-        return f"waiting {delay:.0f} s"
-    cache.delete(_PENDING)  # first: a change during the run queues the next one
-    stored = store_projection(model)
+    """The queued run: project every ready song now; changes that arrive meanwhile count toward the next run."""
+    cache.delete(_FIRST_CHANGE)  # first: a change during the run is not covered by it
+    try:
+        stored = store_projection(active_model_name())
+    finally:
+        cache.delete(_PENDING)
     return f"projected {stored.song_count} songs in {stored.seconds:.2f} s"
 
 
 def refresh_if_stale() -> bool:
-    """Beat's check: queue a projection when the stored one does not cover the ready songs (count or absence)."""
+    """Beat's check: queue the projection that is due, including one for ready songs the stored map does not
+    cover when no change was noted (a lost note, a restored database)."""
     model = active_model_name()
     stored = latest_projection(model)
+    if stored is not None and (timezone.now() - stored.computed_at).total_seconds() < settings.MAP_REFRESH_SECONDS:
+        return queue_if_due()  # recent: songs without a vector must not make every check project again
     ready = Song.objects.filter(status=SongStatus.READY, embedding_model=model).count()
     if (stored is None and ready) or (stored is not None and stored.song_count != ready):
-        note_catalog_change()
-        return True
-    return False
+        cache.add(_FIRST_CHANGE, 0.0, None)  # long ago: due now
+    return queue_if_due()

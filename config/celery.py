@@ -48,6 +48,12 @@ def _result_folder() -> None:
 _result_folder()
 
 
+def _map_check_seconds() -> float:
+    from django.conf import settings
+
+    return float(settings.MAP_CHECK_SECONDS)
+
+
 app.conf.update(
     broker_transport_options=_broker_options(),
     task_serializer="json",
@@ -70,8 +76,8 @@ app.conf.update(
     beat_schedule={
         "expire-stale-uploads": {"task": "catalog.expire_stale_uploads", "schedule": 3600.0},
         "requeue-stalled-ingests": {"task": "catalog.requeue_stalled_ingests", "schedule": 600.0},
-        # Queues a map projection the ingests' own requests missed (imports, deletes, a lost task).
-        "check-map": {"task": "catalog.check_map", "schedule": 300.0},
+        # Queues the map projection due once songs stop arriving, and one for changes whose note was lost.
+        "check-map": {"task": "catalog.check_map", "schedule": _map_check_seconds()},
     },
 )
 app.autodiscover_tasks()

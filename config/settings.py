@@ -360,5 +360,7 @@ CLIP_INLINE_MAX_KB = env_int("CLIP_INLINE_MAX_KB", 512, minimum=0)
 MAP_SETTLE_SECONDS = env_float("MAP_SETTLE_SECONDS", 30.0, minimum=0.0)
 # ...and at most this often while songs keep arriving.
 MAP_REFRESH_SECONDS = env_float("MAP_REFRESH_SECONDS", 300.0, minimum=1.0)
+# Beat checks this often whether a projection is due (the one after the songs stop arriving).
+MAP_CHECK_SECONDS = env_float("MAP_CHECK_SECONDS", 30.0, minimum=1.0)
 # With no stored map yet, a catalog up to this size is mapped inside the first request; a larger one waits for a worker.
 MAP_INLINE_MAX_SONGS = env_int("MAP_INLINE_MAX_SONGS", 2000, minimum=0)

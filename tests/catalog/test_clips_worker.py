@@ -56,7 +56,14 @@ def _torch_modules_here() -> list[object]:
         return []
     module_type = sys.modules["torch"].nn.Module
     gc.collect()
-    return [obj for obj in gc.get_objects() if isinstance(obj, module_type)]
+    found = []
+    for obj in gc.get_objects():
+        try:
+            if isinstance(obj, module_type):
+                found.append(obj)
+        except ReferenceError:  # a weak proxy whose object is gone
+            continue
+    return found
 
 
 def _post(api, clip: Path):

@@ -248,12 +248,12 @@ def test_unknown_colouring_and_an_unreachable_index_are_refused(monkeypatch: pyt
 def test_the_projection_waits_for_songs_to_settle_but_never_longer_than_the_refresh_interval() -> None:
     delay = maps.next_run_delay
     # Quiet for long enough: project now.
-    assert delay(now=100.0, last_change=60.0, last_run=0.0, settle=30.0, refresh=300.0) == 0.0
-    # Songs still arriving and the last run recent: wait until they settle...
-    assert delay(now=100.0, last_change=95.0, last_run=50.0, settle=30.0, refresh=300.0) == pytest.approx(25.0)
+    assert delay(now=100.0, first_change=60.0, last_change=60.0, settle=30.0, refresh=300.0) == 0.0
+    # Songs still arriving and the oldest change recent: wait until they settle...
+    assert delay(now=100.0, first_change=50.0, last_change=95.0, settle=30.0, refresh=300.0) == pytest.approx(25.0)
     # ...but not past the refresh interval while they keep coming.
-    assert delay(now=340.0, last_change=339.0, last_run=50.0, settle=30.0, refresh=300.0) == pytest.approx(10.0)
-    assert delay(now=350.0, last_change=349.0, last_run=50.0, settle=30.0, refresh=300.0) == 0.0
+    assert delay(now=340.0, first_change=50.0, last_change=339.0, settle=30.0, refresh=300.0) == pytest.approx(10.0)
+    assert delay(now=350.0, first_change=50.0, last_change=349.0, settle=30.0, refresh=300.0) == 0.0
 
 
 def test_a_stream_of_songs_is_projected_at_most_once_per_interval_and_once_after_it_stops(
@@ -261,10 +261,12 @@ def test_a_stream_of_songs_is_projected_at_most_once_per_interval_and_once_after
 ) -> None:
     settings.MAP_SETTLE_SECONDS = 30.0
     settings.MAP_REFRESH_SECONDS = 300.0
-    clock = {"now": 1_000_000.0}
+    settings.MAP_CHECK_SECONDS = 30.0
+    start = 1_000_000.0
+    clock = {"now": start}
     queued: list[float] = []
     monkeypatch.setattr(maps, "_clock", lambda: clock["now"])
-    monkeypatch.setattr(maps, "_queue_refresh", queued.append)
+    monkeypatch.setattr(maps, "_queue_refresh", lambda: queued.append(clock["now"]))
     monkeypatch.setattr(maps, "timezone", _FrozenTimezone(clock))
     runs: list[float] = []
     original = maps.store_projection
@@ -276,30 +278,36 @@ def test_a_stream_of_songs_is_projected_at_most_once_per_interval_and_once_after
     monkeypatch.setattr(maps, "store_projection", recording_store)
     rng = np.random.default_rng(11)
 
-    # A song every 10 s for 10 minutes; each queued run fires when its countdown is up.
-    due: list[float] = []
-    for second in range(0, 600, 10):
-        clock["now"] = 1_000_000.0 + second
-        while due and due[0] <= clock["now"]:
-            due.pop(0)
+    # A song every 10 s for 10 minutes, beat's check every 30 s; a queued run starts 1 s later (a worker picks it up).
+    for second in range(0, 900, 5):
+        clock["now"] = start + second
+        while queued and queued[0] + 1 <= clock["now"]:
+            queued.pop(0)
             maps.refresh_projection()
-            due.extend(clock["now"] + countdown for countdown in queued)
-            queued.clear()
-        _song(_vector(second % 7, rng))
-        with django_capture_on_commit_callbacks(execute=True):
-            maps.note_catalog_change()
-        due.extend(clock["now"] + countdown for countdown in queued)
-        queued.clear()
-    # The songs stop; the remaining queued runs fire.
-    while due:
-        clock["now"] = max(clock["now"], due.pop(0))
-        maps.refresh_projection()
-        due.extend(clock["now"] + countdown for countdown in queued)
-        queued.clear()
+        if second < 600 and second % 10 == 0:
+            _song(_vector(second % 7, rng))
+            with django_capture_on_commit_callbacks(execute=True):
+                maps.note_catalog_change()
+        if second % 30 == 15:
+            maps.refresh_if_stale()
 
-    start = 1_000_000.0
-    assert [round(t - start) for t in runs] == [30, 330, 620]  # first settle, one refresh, once after the stream
+    # Due 300 s after the first song (noted by the song at 300 s), then by beat's check once the rest settled.
+    assert [round(t - start) for t in runs] == [305, 620]
     assert MapProjection.objects.get().song_count == 60
+
+
+def test_a_check_after_a_lost_note_queues_the_projection_once_and_not_again_while_it_runs(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued: list[str] = []
+    monkeypatch.setattr(maps, "_queue_refresh", lambda: queued.append("run"))
+    _song(_vector(0, np.random.default_rng(3)))  # ready, but nobody noted the change
+
+    assert maps.refresh_if_stale() is True
+    assert maps.refresh_if_stale() is False  # one queued: the next check does not queue a second
+    maps.refresh_projection()
+    assert maps.refresh_if_stale() is False  # covered now
+    assert queued == ["run"] and MapProjection.objects.get().song_count == 1
 
 
 class _FrozenTimezone:
