@@ -3,7 +3,7 @@
 Usage: python bench/map_browser.py [--points 100000] [--groups 30] [--frames 60]
 
 It serves the real /map/ page (Django's test server on an empty throwaway database, the page's own JS and CSS) and
-answers its GET /api/map/ with a prepared body of N points (the API's shape: titles, artists, albums, coordinates),
+answers its GET /api/map/ with a prepared body of N points (the API's columnar shape, from its own encoder),
 so that what is measured is the browser's work: fetching and parsing the answer, laying out and drawing. It prints
 the time from navigation to the first full drawing of the points (the page's `map-draw` performance entry), the
 drawing's own duration, then drags the map for `--frames` pointer moves and prints the page's `map-pan-frame`
@@ -35,37 +35,32 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def body(points: int, groups: int) -> bytes:
+    """N points in the API's shape, written by the API's own encoder (catalog.maps.as_json)."""
+    import django
+
+    django.setup()
+    from datetime import UTC, datetime
+
+    from catalog.maps import CatalogMap, as_json
+
     rng = np.random.default_rng(0)
     centres = rng.uniform(-0.7, 0.7, size=(groups, 2))
     which = rng.integers(0, groups, points)
-    coords = np.clip(centres[which] + rng.normal(0, 0.12, size=(points, 2)), -1, 1)
-    albums = [f"Album {g:02d}" for g in range(groups)]
-    rows = [
-        {
-            "id": str(uuid.UUID(int=i + 1)),
-            "title": f"Song number {i}",
-            "artist": f"Artist {i % 997}",
-            "album": albums[which[i]],
-            "top_tag": "Music",
-            "x": round(float(coords[i, 0]), 6),
-            "y": round(float(coords[i, 1]), 6),
-            "group": albums[which[i]],
-        }
-        for i in range(points)
-    ]
-    answer = {
-        "model": "features",
-        "colour_by": "album",
-        "explained_variance": [0.31, 0.12],
-        "groups": sorted(albums),
-        "points": rows,
-        "computed_at": "2026-01-01T00:00:00Z",
-        "age_seconds": 30.0,
-        "projected_songs": points,
-        "placed_since": 0,
-        "pending": 0,
-    }
-    return json.dumps(answer).encode()
+    coords = np.clip(centres[which] + rng.normal(0, 0.12, size=(points, 2)), -1, 1).astype(np.float32)
+    result = CatalogMap(
+        model="features",
+        colour_by="album",
+        explained_variance=(0.31, 0.12),
+        groups=[f"Album {g:02d}" for g in range(groups)],
+        song_ids=[uuid.UUID(int=i + 1) for i in range(points)],
+        coords=coords,
+        group_of=which.astype(np.uint32),
+        titles=[f"Song number {i}" for i in range(points)],
+        artists=[f"Artist {i % 997}" for i in range(points)],
+        computed_at=datetime(2026, 1, 1, tzinfo=UTC),
+        projected_songs=points,
+    )
+    return json.dumps(as_json(result), separators=(",", ":")).encode()
 
 
 def serve_front(prepared: bytes, backend_port: int) -> ThreadingHTTPServer:
@@ -107,7 +102,9 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-map-page-"))
-    env = {**os.environ, "VAR_DIR": str(scratch), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    os.environ.update({"VAR_DIR": str(scratch), "DJANGO_SETTINGS_MODULE": "config.settings"})
+    sys.path.insert(0, str(ROOT))
+    env = dict(os.environ)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{args.port}"],

@@ -4,7 +4,7 @@ Usage: python bench/map_projection.py [--songs 100000] [--dim 2048] [--clusters 
 
 It writes one vector segment straight from arrays (`VectorCodec.write`, what the host's derived index holds), then,
 in a fresh process that never held the vectors itself, opens it the way the index does and runs exactly what the
-`catalog.refresh_map` task runs over it (`catalog.maps._index_chunks` + `catalog.projection.project`). It prints the
+`catalog.refresh_map` task runs over it (`map_refresh._index_chunks` + `projection.project`). It prints the
 time, the process's peak anonymous memory (its private copies; the mapped segment is file-backed and shared) against
 the size of the vectors, and with --check the agreement with an exact PCA (eigenvectors of the full covariance).
 Vectors are clustered unit vectors (songs of similar sound). This prints figures; it is not a test.
@@ -67,7 +67,7 @@ def measure(folder: Path, count: int, dim: int, check: bool) -> None:
     import django
 
     django.setup()
-    from catalog import maps
+    from catalog import map_refresh
     from catalog.projection import project
     from derived.store import Part, Snapshot
     from embeddings.index.local import LocalVectorIndex
@@ -90,7 +90,7 @@ def measure(folder: Path, count: int, dim: int, check: bool) -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.perf_counter()
-    projection = project(maps._index_chunks(index, ready), dim)
+    projection = project(map_refresh._index_chunks(index, ready), dim)
     seconds = time.perf_counter() - started
     stop.set()
     sampler.join()

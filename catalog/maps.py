@@ -1,52 +1,48 @@
 """The catalog map: every ready song placed in 2-D by a PCA of its embedding, grouped by album or top sound tag.
 
-The projection is computed ahead of time by a worker (`refresh_projection`, the `catalog.refresh_map` task) and
-stored (`MapProjection`) with its time and song count; a request reads the stored one and never the catalog's
-vectors. Songs that became ready since are placed on the stored axes from their own vectors only, so a new song is
-on the map at once. Recomputing is debounced: a run is due once no song arrived for MAP_SETTLE_SECONDS, or when the
-oldest change it would cover is MAP_REFRESH_SECONDS old, so while songs keep arriving it runs at most every
-MAP_REFRESH_SECONDS, and once more when they stop (queued by beat's check, every MAP_CHECK_SECONDS).
-A small catalog (up to MAP_INLINE_MAX_SONGS) is projected again inside the request whenever it changed, which costs
-a few milliseconds and keeps a growing catalog's first songs spread out. Titles, albums and tags are read fresh on
-each call, so a renamed song shows its new name without moving on the map.
+A request reads the worker's stored projection (`catalog.map_refresh`) and never the catalog's vectors: songs that
+became ready since are placed on its axes from their own vectors, so a new song is on the map at once. A small
+catalog (up to MAP_INLINE_MAX_SONGS) is projected again inside the request whenever it changed, which costs a few
+milliseconds and keeps a growing catalog's first songs spread out.
+
+The answer is columnar (ids, coordinates and groups as base64 arrays; titles and artists as lists), about 60 bytes a
+song, and the built body is kept in the shared cache under a stamp of the catalog (song count, latest song change,
+latest tag, the projection), so a view of an unchanged 100k-song catalog costs a few indexed queries; titles, albums
+and tags are read fresh whenever a song changes.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Iterator
+import base64
+import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 from uuid import UUID
 
 import numpy as np
+import numpy.typing as npt
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from catalog.errors import ServiceUnavailable
+from catalog.map_refresh import axes_of, latest_projection, note_uncovered, store_projection
 from catalog.models import MapProjection, Song, SongStatus, SongTag
-from catalog.projection import Axes, Chunks, Float64Array, IdArray, Projection, in_memory, project
-from embeddings.base import FloatArray
-from embeddings.index import IndexUnavailable, VectorIndex, VectorIndexError, get_vector_index
+from embeddings.index import IndexUnavailable, get_vector_index
 from embeddings.registry import active_model_name, model_dim
-
-logger = logging.getLogger(__name__)
 
 ColourBy = Literal["album", "tag"]
 COLOUR_BY: tuple[ColourBy, ...] = ("album", "tag")
 UNKNOWN = "Unknown"
 # New songs placed on the stored axes per request at most; beyond, they wait for the next projection (queued).
 PLACE_LIMIT = 5000
-# Vectors per chunk when the projection reads the index.
-_CHUNK_ROWS = 8192
-_FIRST_CHANGE = "catalog-map:v3:first-change"  # the oldest change the stored map does not cover
-_LAST_CHANGE = "catalog-map:v3:last-change"
-_PENDING = "catalog-map:v3:pending"  # a projection is queued or running
+# A built answer is dropped from the cache after this long even if nothing changed (its key changes with the catalog).
+_BODY_SECONDS = 24 * 3600
+
+Coords = npt.NDArray[np.float32]
+GroupIndex = npt.NDArray[np.uint32]
 
 
 @dataclass(frozen=True)
@@ -54,8 +50,6 @@ class MapPoint:
     song_id: UUID
     title: str
     artist: str
-    album: str
-    top_tag: str
     x: float
     y: float
     group: str
@@ -66,22 +60,40 @@ class CatalogMap:
     model: str
     colour_by: ColourBy
     explained_variance: tuple[float, float]
-    groups: list[str]
-    points: list[MapPoint]
+    groups: list[str]  # sorted; `group_of` indexes it
+    song_ids: list[UUID]
+    coords: Coords  # (n, 2) in [-1, 1]
+    group_of: GroupIndex  # (n,)
+    titles: list[str]
+    artists: list[str]
     computed_at: datetime | None = None
-    age_seconds: float | None = None
     projected_songs: int = 0  # ready songs the stored projection covers
     placed_since: int = 0  # songs placed on its axes because they became ready after it
     pending: int = 0  # ready songs not on the map yet: the next projection (queued) places them
+    projection_id: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.song_ids)
+
+    @property
+    def points(self) -> list[MapPoint]:
+        """The columns as one object per point, for callers that read a few (a million objects would not pay)."""
+        xy = self.coords.astype(np.float64).round(6).tolist()
+        return [
+            MapPoint(song_id, title, artist, x, y, self.groups[group])
+            for song_id, title, artist, (x, y), group in zip(
+                self.song_ids, self.titles, self.artists, xy, self.group_of.tolist(), strict=True
+            )
+        ]
+
+    def age_seconds(self) -> float | None:
+        if self.computed_at is None:
+            return None
+        return _age(self.computed_at.timestamp())
 
 
-class _SongRow(TypedDict):
-    id: UUID
-    title: str
-    original_file_name: str
-    artist: str
-    album: str
-    top_tag: str | None
+def _age(computed_at: float) -> float:
+    return round(max(0.0, timezone.now().timestamp() - computed_at), 1)
 
 
 def catalog_map(*, colour_by: ColourBy) -> CatalogMap:
@@ -92,304 +104,158 @@ def catalog_map(*, colour_by: ColourBy) -> CatalogMap:
     if colour_by not in COLOUR_BY:
         raise ValueError(f"colour_by must be one of {', '.join(COLOUR_BY)}, not {colour_by!r}")
     model = active_model_name()
-    songs = _ready_songs(model)
+    rows = _ready_songs(model, colour_by)
+    ready = np.frombuffer(b"".join(row[0].bytes for row in rows), dtype="S16")
     stored = latest_projection(model)
-    if len(songs) <= settings.MAP_INLINE_MAX_SONGS and (stored is None or _covers_other_songs(stored, songs)):
+    if len(rows) <= settings.MAP_INLINE_MAX_SONGS and (stored is None or _covers_other_songs(stored, ready)):
         stored = store_projection(model)
     elif stored is None:
-        _note_uncovered(overdue=True)
-        return CatalogMap(model, colour_by, (0.0, 0.0), [], [], pending=len(songs))
-    placed, positions = _positions(stored, model, songs)
-    if placed or len(positions) < len(songs):
-        _note_uncovered()
-    points = [_point(song, positions[song["id"].bytes], colour_by) for song in songs if song["id"].bytes in positions]
-    points.sort(key=lambda point: (point.title.casefold(), point.artist.casefold(), str(point.song_id)))
+        note_uncovered(overdue=True)
+        return _empty(model, colour_by, pending=len(rows))
+    coords, on_map, placed = _positions(stored, model, [row[0] for row in rows], ready)
+    if placed or not on_map.all():
+        note_uncovered()
+    kept = [row for row, keep in zip(rows, on_map.tolist(), strict=True) if keep]
+    groups = sorted({row[4] or UNKNOWN for row in kept})
+    number = {group: i for i, group in enumerate(groups)}
     return CatalogMap(
         model=model,
         colour_by=colour_by,
         explained_variance=(round(stored.explained_x, 6), round(stored.explained_y, 6)),
-        groups=sorted({point.group for point in points}),
-        points=points,
+        groups=groups,
+        song_ids=[row[0] for row in kept],
+        coords=coords[on_map],
+        group_of=np.fromiter((number[row[4] or UNKNOWN] for row in kept), dtype=np.uint32, count=len(kept)),
+        titles=[row[1] or row[2] for row in kept],
+        artists=[row[3] for row in kept],
         computed_at=stored.computed_at,
-        age_seconds=round(max(0.0, (timezone.now() - stored.computed_at).total_seconds()), 1),
         projected_songs=stored.song_count,
         placed_since=placed,
-        pending=len(songs) - len(points),
+        pending=len(rows) - len(kept),
+        projection_id=stored.pk,
     )
 
 
-def as_json(result: CatalogMap) -> dict[str, Any]:
-    """The API's answer (the shape of CatalogMapSerializer), built directly: a serializer per point costs seconds
-    at 100k songs."""
-    return {
+def map_body(*, colour_by: ColourBy) -> bytes:
+    """The API's JSON answer, from the shared cache while the catalog and its projection are unchanged."""
+    if colour_by not in COLOUR_BY:
+        raise ValueError(f"colour_by must be one of {', '.join(COLOUR_BY)}, not {colour_by!r}")
+    model = active_model_name()
+    stamp = _catalog_stamp()  # before reading: a change during the build makes a new stamp
+    latest = MapProjection.objects.filter(model=model).order_by("-computed_at", "-pk").values_list("pk", flat=True)
+    cached = cache.get(_body_key(model, colour_by, latest.first(), stamp))
+    if cached is None:
+        result = catalog_map(colour_by=colour_by)  # may store a new projection (a small catalog)
+        computed_at = result.computed_at.timestamp() if result.computed_at else None
+        cached = (json.dumps(as_json(result, with_age=False), separators=(",", ":")).encode(), computed_at)
+        cache.set(_body_key(model, colour_by, result.projection_id, stamp), cached, _BODY_SECONDS)
+    body, computed_at = cached
+    age = "null" if computed_at is None else json.dumps(_age(computed_at))
+    return b'{"age_seconds":' + age.encode() + b"," + body[1:]  # the age is the only part that changes by itself
+
+
+def _catalog_stamp() -> str:
+    """Changes whenever a song is added, changed or deleted, or a tag added: three indexed reads."""
+    latest = Song.objects.aggregate(latest=Max("updated_at"))["latest"]  # alone, so that it reads one index entry
+    changed = latest.timestamp() if latest else None
+    return f"{Song.objects.count()}:{changed}:{SongTag.objects.aggregate(latest=Max('pk'))['latest']}"
+
+
+def _body_key(model: str, colour_by: ColourBy, projection_id: int | None, stamp: str) -> str:
+    return f"catalog-map:v3:body:{model}:{colour_by}:{projection_id}:{stamp}"
+
+
+def as_json(result: CatalogMap, *, with_age: bool = True) -> dict[str, Any]:
+    """The API's answer (the shape of CatalogMapSerializer): arrays as base64 of little-endian values, built
+    directly because a serializer per point costs seconds at 100k songs."""
+    coords = np.asarray(result.coords, dtype="<f4").reshape(-1, 2)
+    answer: dict[str, Any] = {"age_seconds": result.age_seconds()} if with_age else {}
+    answer |= {
         "model": result.model,
         "colour_by": result.colour_by,
         "explained_variance": list(result.explained_variance),
         "groups": result.groups,
-        "points": [
-            {
-                "id": str(point.song_id),
-                "title": point.title,
-                "artist": point.artist,
-                "album": point.album,
-                "top_tag": point.top_tag,
-                "x": point.x,
-                "y": point.y,
-                "group": point.group,
-            }
-            for point in result.points
-        ],
+        "count": len(result),
+        "ids": _b64(b"".join(song_id.bytes for song_id in result.song_ids)),
+        "x": _b64(np.ascontiguousarray(coords[:, 0]).tobytes()),
+        "y": _b64(np.ascontiguousarray(coords[:, 1]).tobytes()),
+        "group": _b64(np.asarray(result.group_of, dtype="<u4").tobytes()),
+        "titles": result.titles,
+        "artists": result.artists,
         "computed_at": result.computed_at.isoformat().replace("+00:00", "Z") if result.computed_at else None,
-        "age_seconds": result.age_seconds,
         "projected_songs": result.projected_songs,
         "placed_since": result.placed_since,
         "pending": result.pending,
     }
+    return answer
 
 
-def _point(song: _SongRow, position: tuple[float, float], colour_by: ColourBy) -> MapPoint:
-    return MapPoint(
-        song_id=song["id"],
-        title=song["title"] or song["original_file_name"],
-        artist=song["artist"],
-        album=song["album"],
-        top_tag=song["top_tag"] or "",
-        x=position[0],
-        y=position[1],
-        group=(song["album"] if colour_by == "album" else song["top_tag"]) or UNKNOWN,
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _empty(model: str, colour_by: ColourBy, *, pending: int) -> CatalogMap:
+    return CatalogMap(
+        model,
+        colour_by,
+        (0.0, 0.0),
+        [],
+        [],
+        np.zeros((0, 2), dtype=np.float32),
+        np.zeros(0, dtype=np.uint32),
+        [],
+        [],
+        pending=pending,
     )
 
 
-def _ready_songs(model: str) -> list[_SongRow]:
+# (id, title, original file name, artist, group: album or top tag)
+_Row = tuple[UUID, str, str, str, str | None]
+
+
+def _ready_songs(model: str, colour_by: ColourBy) -> list[_Row]:
+    songs = Song.objects.filter(status=SongStatus.READY, embedding_model=model).order_by()
+    if colour_by == "album":
+        return list(songs.values_list("id", "title", "original_file_name", "artist", "album"))
     top_tag = SongTag.objects.filter(song=OuterRef("pk")).order_by("-score", "label").values("label")[:1]
     return list(
-        Song.objects.filter(status=SongStatus.READY, embedding_model=model)
-        .annotate(top_tag=Subquery(top_tag))
-        .order_by("id")
-        .values("id", "title", "original_file_name", "artist", "album", "top_tag")
+        songs.annotate(top_tag=Subquery(top_tag)).values_list("id", "title", "original_file_name", "artist", "top_tag")
     )
 
 
-def latest_projection(model: str) -> MapProjection | None:
-    return MapProjection.objects.filter(model=model).order_by("-computed_at", "-pk").first()
-
-
-def _covers_other_songs(stored: MapProjection, songs: list[_SongRow]) -> bool:
-    return set(_ids_of(stored)) != {song["id"].bytes for song in songs}
-
-
-def _ids_of(stored: MapProjection) -> list[bytes]:
-    raw = bytes(stored.song_ids)
-    return [raw[i : i + 16] for i in range(0, len(raw), 16)]
-
-
-def axes_of(stored: MapProjection) -> Axes:
-    return Axes(
-        mean=np.frombuffer(bytes(stored.mean), dtype="<f4").astype(np.float32),
-        components=np.frombuffer(bytes(stored.components), dtype="<f4").astype(np.float32).reshape(2, stored.dim),
-        peaks=(stored.peak_x, stored.peak_y),
-        explained=(stored.explained_x, stored.explained_y),
-    )
+def _covers_other_songs(stored: MapProjection, ready: npt.NDArray[np.bytes_]) -> bool:
+    ids = np.frombuffer(bytes(stored.song_ids), dtype="S16")
+    return len(ids) != len(ready) or not np.array_equal(np.sort(ids), np.sort(ready))
 
 
 def _positions(
-    stored: MapProjection, model: str, songs: list[_SongRow]
-) -> tuple[int, dict[bytes, tuple[float, float]]]:
-    """Every ready song's point: from the projection, or placed on its axes (the newest first, up to PLACE_LIMIT)."""
-    coords = np.frombuffer(bytes(stored.coords), dtype="<f4").reshape(-1, 2)
-    rounded: list[tuple[float, float]] = [(x, y) for x, y in coords.astype(np.float64).round(6).tolist()]
-    positions = dict(zip(_ids_of(stored), rounded, strict=True))
-    missing = [song["id"] for song in songs if song["id"].bytes not in positions][:PLACE_LIMIT]
-    if not missing:
-        return 0, positions
+    stored: MapProjection, model: str, song_ids: list[UUID], ready: npt.NDArray[np.bytes_]
+) -> tuple[Coords, npt.NDArray[np.bool_], int]:
+    """Every ready song's point (from the projection, or placed on its axes, up to PLACE_LIMIT), which songs have
+    one, and how many were placed."""
+    ids = np.frombuffer(bytes(stored.song_ids), dtype="S16")
+    stored_coords = np.frombuffer(bytes(stored.coords), dtype="<f4").reshape(-1, 2)
+    coords = np.zeros((len(ready), 2), dtype=np.float32)
+    on_map = np.zeros(len(ready), dtype=bool)
+    if len(ids):
+        order = np.argsort(ids)
+        at = np.minimum(np.searchsorted(ids[order], ready), len(ids) - 1)
+        on_map = ids[order][at] == ready
+        coords[on_map] = stored_coords[order[at[on_map]]]
+    missing = np.flatnonzero(~on_map)[:PLACE_LIMIT]
+    if not missing.size:
+        return coords, on_map, 0
     index = get_vector_index(model, model_dim(model))
     axes = axes_of(stored)
     placed = 0
-    for song_id in missing:
+    for row in missing.tolist():
         try:
-            vector = index.get(song_id)
+            vector = index.get(song_ids[row])
         except IndexUnavailable as exc:
             raise ServiceUnavailable(f"The map is unavailable right now: {exc}") from exc
         if vector is None or vector.shape != (stored.dim,):
             continue
-        x, y = axes.place(vector[None, :])[0]
-        positions[song_id.bytes] = (round(float(x), 6), round(float(y), 6))
+        coords[row] = axes.place(vector[None, :])[0]
+        on_map[row] = True
         placed += 1
-    return placed, positions
-
-
-# --- Computing and storing the projection (workers; small catalogs inline) -----------------------------------------
-
-
-def store_projection(model: str | None = None) -> MapProjection:
-    """Project every ready song of `model` (default: the active one) and keep it as the model's only projection."""
-    model = model or active_model_name()
-    dim = model_dim(model)
-    started = time.perf_counter()
-    ready = _ready_ids(model)
-    projection = _project_index(get_vector_index(model, dim), dim, ready)
-    axes = projection.axes
-    with transaction.atomic():
-        stored = MapProjection.objects.create(
-            model=model,
-            computed_at=timezone.now(),
-            song_count=len(projection.song_ids),
-            seconds=round(time.perf_counter() - started, 3),
-            dim=dim,
-            mean=axes.mean.astype("<f4").tobytes(),
-            components=axes.components.astype("<f4").tobytes(),
-            peak_x=axes.peaks[0],
-            peak_y=axes.peaks[1],
-            explained_x=axes.explained[0],
-            explained_y=axes.explained[1],
-            song_ids=projection.song_ids.tobytes(),
-            coords=projection.coords.astype("<f4").tobytes(),
-        )
-        MapProjection.objects.filter(model=model).exclude(pk=stored.pk).delete()
-    logger.info("map of %d %s songs projected in %.2f s", stored.song_count, model, stored.seconds)
-    return stored
-
-
-def _ready_ids(model: str) -> IdArray:
-    ids = Song.objects.filter(status=SongStatus.READY, embedding_model=model).values_list("id", flat=True)
-    raw = b"".join(song_id.bytes for song_id in ids.iterator(chunk_size=10_000))
-    return np.frombuffer(raw, dtype="S16")
-
-
-def _project_index(index: VectorIndex, dim: int, ready: IdArray) -> Projection:
-    try:
-        return project(_index_chunks(index, ready), dim)
-    except IndexUnavailable as exc:
-        raise ServiceUnavailable(f"The map is unavailable right now: {exc}") from exc
-    except VectorIndexError as exc:
-        raise ServiceUnavailable(f"The map could not be drawn: {exc}") from exc
-
-
-def _index_chunks(index: VectorIndex, ready: IdArray) -> Chunks:
-    """Passes over the ready songs' vectors: the local index's mapped segments in place, else one export."""
-    from embeddings.index.local import LocalVectorIndex
-
-    if isinstance(index, LocalVectorIndex):
-        snapshot = index.snapshot()  # one fixed view, so that every pass reads the same rows
-        # The index may still hold vectors of songs that are no longer ready (being deleted, re-queued).
-        keeps = [part.alive & np.isin(part.segment.song_ids, ready) for part in snapshot.parts]
-
-        def passes() -> Iterator[tuple[IdArray, FloatArray]]:
-            for part, keep in zip(snapshot.parts, keeps, strict=True):
-                segment = part.segment
-                for start in range(0, len(segment), _CHUNK_ROWS):
-                    stop = min(start + _CHUNK_ROWS, len(segment))
-                    rows = np.flatnonzero(keep[start:stop]) + start
-                    if rows.size == stop - start:
-                        yield segment.song_ids[start:stop], segment.vectors[start:stop]
-                    elif rows.size:
-                        yield segment.song_ids[rows], segment.vectors[rows]
-
-        return passes
-    song_ids, matrix = index.export()
-    wanted = set(ready.tolist())
-    rows = [i for i, song_id in enumerate(song_ids) if song_id.bytes in wanted]
-    ids = np.frombuffer(b"".join(song_ids[i].bytes for i in rows), dtype="S16")
-    return in_memory(ids, matrix[rows], chunk=_CHUNK_ROWS)
-
-
-def pca_2d(matrix: FloatArray) -> tuple[Float64Array, tuple[float, float]]:
-    """Rows of an in-memory matrix on their two principal components, each axis scaled to [-1, 1]."""
-    ids = np.zeros(len(matrix), dtype="S16")
-    projection = project(in_memory(ids, np.asarray(matrix, dtype=np.float32)), matrix.shape[1])
-    return projection.coords, projection.axes.explained
-
-
-# --- Debouncing ------------------------------------------------------------------------------------------------------
-# No delayed (ETA) messages: a worker holding one cannot reconnect after a Redis restart. A change queues a run only
-# when one is due; beat's `check_map` (every MAP_CHECK_SECONDS) queues the one due after the songs stop.
-
-
-def next_run_delay(*, now: float, first_change: float, last_change: float, settle: float, refresh: float) -> float:
-    """Seconds until the map should be projected again: 0 once no song arrived for `settle` s or the oldest change
-    not on the map is `refresh` s old, whichever comes first."""
-    quiet_at = last_change + settle
-    due_at = first_change + refresh
-    if now >= quiet_at or now >= due_at:
-        return 0.0
-    return min(quiet_at, due_at) - now
-
-
-def _clock() -> float:
-    return time.time()
-
-
-def note_catalog_change(*, after_commit: bool = True) -> None:
-    """Songs arrived or left: remember when, and queue a projection if one is due now.
-
-    `after_commit=False` queues at once, for callers whose writes are already committed (a finished ingest task).
-    """
-    now = _clock()
-    cache.add(_FIRST_CHANGE, now, None)
-    cache.set(_LAST_CHANGE, now, None)
-    if after_commit:
-        transaction.on_commit(queue_if_due)
-    else:
-        queue_if_due()
-
-
-def _note_uncovered(*, overdue: bool = False) -> None:
-    # A reader saw ready songs the stored map lacks; overdue (no map at all) queues the projection now.
-    cache.add(_FIRST_CHANGE, 0.0 if overdue else _clock(), None)
-    queue_if_due()
-
-
-def queue_if_due() -> bool:
-    """Queue one projection if the catalog changed and the run is due; never two at a time."""
-    first = cache.get(_FIRST_CHANGE)
-    if first is None:
-        return False  # nothing changed since the last projection began
-    delay = next_run_delay(
-        now=_clock(),
-        first_change=float(first),
-        last_change=float(cache.get(_LAST_CHANGE) or first),
-        settle=settings.MAP_SETTLE_SECONDS,
-        refresh=settings.MAP_REFRESH_SECONDS,
-    )
-    if delay > 0:
-        return False
-    pending_for = settings.MAP_REFRESH_SECONDS + 2 * settings.MAP_CHECK_SECONDS + 600  # a lost task is not forever
-    if not cache.add(_PENDING, _clock(), timeout=pending_for):
-        return False
-    _queue_refresh()
-    return True
-
-
-def _queue_refresh() -> None:
-    from kombu.exceptions import OperationalError
-
-    from catalog.tasks import refresh_map_task
-
-    try:
-        refresh_map_task.delay()
-    except OperationalError:
-        cache.delete(_PENDING)
-        logger.warning("could not queue the map projection; the next change or beat queues it again", exc_info=True)
-
-
-def refresh_projection() -> str:
-    """The queued run: project every ready song now; changes that arrive meanwhile count toward the next run."""
-    cache.delete(_FIRST_CHANGE)  # first: a change during the run is not covered by it
-    try:
-        stored = store_projection(active_model_name())
-    finally:
-        cache.delete(_PENDING)
-    return f"projected {stored.song_count} songs in {stored.seconds:.2f} s"
-
-
-def refresh_if_stale() -> bool:
-    """Beat's check: queue the projection that is due, including one for ready songs the stored map does not
-    cover when no change was noted (a lost note, a restored database)."""
-    model = active_model_name()
-    stored = latest_projection(model)
-    if stored is not None and (timezone.now() - stored.computed_at).total_seconds() < settings.MAP_REFRESH_SECONDS:
-        return queue_if_due()  # recent: songs without a vector must not make every check project again
-    ready = Song.objects.filter(status=SongStatus.READY, embedding_model=model).count()
-    if (stored is None and ready) or (stored is not None and stored.song_count != ready):
-        cache.add(_FIRST_CHANGE, 0.0, None)  # long ago: due now
-    return queue_if_due()
+    return coords, on_map, placed

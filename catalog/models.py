@@ -54,6 +54,8 @@ class Song(models.Model):
             models.Index(fields=["artist", "id"], name="song_artist"),
             models.Index(fields=["status", "title", "id"], name="song_status_title"),
             models.Index(fields=["status", "artist", "id"], name="song_status_artist"),
+            # The latest change to any song, which the map's cached answer is keyed by.
+            models.Index(fields=["updated_at"], name="song_updated"),
         ]
 
     def __str__(self) -> str:

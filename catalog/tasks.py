@@ -11,7 +11,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_success
 from django.conf import settings
 
-from catalog import clips, maps, pipeline, services
+from catalog import clips, map_refresh, pipeline, services
 from catalog.transient import TRANSIENT_ERRORS
 
 
@@ -70,15 +70,15 @@ def analyse_clip_task(model: str, clip: dict[str, str]) -> clips.ClipAnswer:
     max_retries=3,
 )
 def refresh_map_task() -> str:
-    return maps.refresh_projection()
+    return map_refresh.refresh_projection()
 
 
 @shared_task(name="catalog.check_map", acks_late=True)
 def check_map_task() -> bool:
-    return maps.refresh_if_stale()
+    return map_refresh.refresh_if_stale()
 
 
 @task_success.connect(sender=ingest_song_task)
 def _ingest_changed_the_map(**_: Any) -> None:
-    # A song that became ready moves the map's projection (debounced: see catalog.maps).
-    maps.note_catalog_change(after_commit=False)
+    # A song that became ready moves the map's projection (debounced: see catalog.map_refresh).
+    map_refresh.note_catalog_change(after_commit=False)

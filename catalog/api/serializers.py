@@ -136,18 +136,10 @@ class SystemSerializer(serializers.Serializer):
     accepted_content_types = serializers.ListField(child=serializers.CharField())
 
 
-class MapPointSerializer(serializers.Serializer):
-    id = serializers.UUIDField(source="song_id")
-    title = serializers.CharField(help_text="The title, or the file name when the song has none")
-    artist = serializers.CharField(allow_blank=True)
-    album = serializers.CharField(allow_blank=True)
-    top_tag = serializers.CharField(allow_blank=True, help_text="The sound tag with the highest score, or empty")
-    x = serializers.FloatField(help_text="First principal component, scaled to [-1, 1]")
-    y = serializers.FloatField(help_text="Second principal component, scaled to [-1, 1]")
-    group = serializers.CharField(help_text='The album or top tag this point is coloured by; "Unknown" when empty')
-
-
 class CatalogMapSerializer(serializers.Serializer):
+    """Columnar, so that 100k songs are a few MB: point i is ids[i], (x[i], y[i]), groups[group[i]], titles[i]."""
+
+    age_seconds = serializers.FloatField(allow_null=True, help_text="How old the stored projection is")
     model = serializers.CharField()
     colour_by = serializers.ChoiceField(choices=["album", "tag"])
     explained_variance = serializers.ListField(
@@ -156,10 +148,17 @@ class CatalogMapSerializer(serializers.Serializer):
         max_length=2,
         help_text="Share of the total variance each of the two components explains",
     )
-    groups = serializers.ListField(child=serializers.CharField(), help_text="Every group on the map, sorted")
-    points = MapPointSerializer(many=True)
+    groups = serializers.ListField(
+        child=serializers.CharField(), help_text='Every album or top tag on the map, sorted; "Unknown" when empty'
+    )
+    count = serializers.IntegerField(help_text="Points on the map")
+    ids = serializers.CharField(help_text="Base64 of the songs' UUIDs, 16 bytes each, in point order")
+    x = serializers.CharField(help_text="Base64 of little-endian float32: first principal component, in [-1, 1]")
+    y = serializers.CharField(help_text="Base64 of little-endian float32: second principal component, in [-1, 1]")
+    group = serializers.CharField(help_text="Base64 of little-endian uint32: each point's index into `groups`")
+    titles = serializers.ListField(child=serializers.CharField(), help_text="The title, or the file name")
+    artists = serializers.ListField(child=serializers.CharField(allow_blank=True))
     computed_at = serializers.DateTimeField(allow_null=True, help_text="When the stored projection was computed")
-    age_seconds = serializers.FloatField(allow_null=True, help_text="How old the stored projection is")
     projected_songs = serializers.IntegerField(help_text="Ready songs the stored projection covers")
     placed_since = serializers.IntegerField(help_text="Songs ready since, placed on the stored projection's axes")
     pending = serializers.IntegerField(help_text="Ready songs not on the map yet; a projection is queued for them")

@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from catalog import maps
+from catalog import map_refresh, maps
 from catalog.api.serializers import CatalogMapSerializer
 from catalog.models import MapProjection, SongStatus
 from embeddings.index import IndexUnavailable, get_vector_index
@@ -17,6 +17,7 @@ from embeddings.index.local import LocalVectorIndex
 from embeddings.registry import model_dim
 from tests import audio
 from tests.factories import SongFactory, SongTagFactory
+from tests.map_answer import map_points
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +54,13 @@ def test_map_lists_every_ready_song_with_coordinates_and_groups(api: APIClient) 
         "colour_by",
         "explained_variance",
         "groups",
-        "points",
+        "count",
+        "ids",
+        "x",
+        "y",
+        "group",
+        "titles",
+        "artists",
         "computed_at",
         "age_seconds",
         "projected_songs",
@@ -67,26 +74,26 @@ def test_map_lists_every_ready_song_with_coordinates_and_groups(api: APIClient) 
     assert len(body["explained_variance"]) == 2
     assert all(0.0 <= share <= 1.0 for share in body["explained_variance"])
     assert body["groups"] == ["Beats", "Harmony", "Unknown"]
-    assert len(body["points"]) == 3
-    points = {point["id"]: point for point in body["points"]}
+    assert body["count"] == 3
+    points = {point["id"]: point for point in map_points(body)}
     assert points[str(chord.id)] == {
         "id": str(chord.id),
         "title": "Chord",
         "artist": "Tones",
-        "album": "Harmony",
-        "top_tag": "Music",
         "x": points[str(chord.id)]["x"],
         "y": points[str(chord.id)]["y"],
         "group": "Harmony",
     }
     assert points[str(drums.id)]["title"] == "<script>alert(1)</script>"
-    for point in body["points"]:
+    for point in map_points(body):
         assert -1.0 <= point["x"] <= 1.0 and -1.0 <= point["y"] <= 1.0
 
     by_tag = api.get("/api/map/", {"colour_by": "tag"}).json()
     assert by_tag["colour_by"] == "tag"
     assert by_tag["groups"] == ["Music", "Unknown"]
-    assert {p["id"]: (p["x"], p["y"]) for p in by_tag["points"]} == {p["id"]: (p["x"], p["y"]) for p in body["points"]}
+    place = {p["id"]: (p["x"], p["y"]) for p in map_points(body)}
+    assert {p["id"]: (p["x"], p["y"]) for p in map_points(by_tag)} == place
+    assert {p["id"]: p["group"] for p in map_points(by_tag)}[str(chord.id)] == "Music"
 
 
 def test_an_empty_catalog_gives_an_empty_map(api: APIClient) -> None:
@@ -98,7 +105,13 @@ def test_an_empty_catalog_gives_an_empty_map(api: APIClient) -> None:
         "colour_by": "album",
         "explained_variance": [0.0, 0.0],
         "groups": [],
-        "points": [],
+        "count": 0,
+        "ids": "",
+        "x": "",
+        "y": "",
+        "group": "",
+        "titles": [],
+        "artists": [],
         "projected_songs": 0,
         "placed_since": 0,
         "pending": 0,
@@ -174,7 +187,7 @@ def _no_vector_reads(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(LocalVectorIndex, "export", refused)
     monkeypatch.setattr(LocalVectorIndex, "snapshot", refused)
-    monkeypatch.setattr(maps, "project", refused)
+    monkeypatch.setattr(map_refresh, "project", refused)
 
 
 def test_the_map_serves_the_stored_projection_without_reading_vectors_and_places_new_songs(
@@ -182,9 +195,9 @@ def test_the_map_serves_the_stored_projection_without_reading_vectors_and_places
 ) -> None:
     settings.MAP_INLINE_MAX_SONGS = 3  # a "large" catalog: the worker's projection is what the API serves
     songs = [_song(direction % 4, title=f"Song {direction}") for direction in range(8)]
-    stored = maps.store_projection()  # what the worker task does after ingests settle
+    stored = map_refresh.store_projection()  # what the worker task does after ingests settle
     queued: list[str] = []
-    monkeypatch.setattr(maps, "_queue_refresh", lambda: queued.append("run"))
+    monkeypatch.setattr(map_refresh, "_queue_refresh", lambda: queued.append("run"))
     _no_vector_reads(monkeypatch)
 
     body = api.get("/api/map/").json()
@@ -192,11 +205,11 @@ def test_the_map_serves_the_stored_projection_without_reading_vectors_and_places
     assert body["projected_songs"] == 8 and body["placed_since"] == 0 and body["pending"] == 0
     assert body["computed_at"] is not None and body["age_seconds"] >= 0
     coords = np.frombuffer(bytes(stored.coords), dtype="<f4").reshape(-1, 2)
-    served = {p["id"]: (p["x"], p["y"]) for p in body["points"]}
+    served = {p["id"]: (p["x"], p["y"]) for p in map_points(body)}
     for i in range(8):
         song_id = str(uuid.UUID(bytes=bytes(stored.song_ids)[16 * i : 16 * i + 16]))
         assert served[song_id] == pytest.approx(tuple(float(v) for v in coords[i]), abs=1e-6)
-    assert {p["id"] for p in body["points"]} == {str(song.id) for song in songs}
+    assert {p["id"] for p in map_points(body)} == {str(song.id) for song in songs}
     assert queued == []  # nothing changed: no projection queued
 
     # A song ingested after the projection is on the map at once, placed on the stored axes from its own vector.
@@ -208,14 +221,14 @@ def test_the_map_serves_the_stored_projection_without_reading_vectors_and_places
     with django_capture_on_commit_callbacks(execute=True):
         body = api.get("/api/map/").json()
 
-    points = {p["id"]: (p["x"], p["y"]) for p in body["points"]}
+    points = {p["id"]: (p["x"], p["y"]) for p in map_points(body)}
     assert body["placed_since"] == 1 and body["projected_songs"] == 8
     same_direction = next(song for song in songs if song.title == "Song 1")
     assert points[str(newcomer.id)] == pytest.approx(points[str(same_direction.id)], abs=1e-5)
     assert queued == []  # the view only notes it; the projection is due once the catalog settles
-    clock = maps._clock()
-    monkeypatch.setattr(maps, "_clock", lambda: clock + settings.MAP_SETTLE_SECONDS)
-    assert maps.queue_if_due() and maps.queue_if_due() is False and queued == ["run"]  # queued once
+    clock = map_refresh._clock()
+    monkeypatch.setattr(map_refresh, "_clock", lambda: clock + settings.MAP_SETTLE_SECONDS)
+    assert map_refresh.queue_if_due() and map_refresh.queue_if_due() is False and queued == ["run"]  # queued once
 
 
 def test_a_large_catalog_without_a_projection_yet_says_so_and_queues_one(
@@ -225,14 +238,14 @@ def test_a_large_catalog_without_a_projection_yet_says_so_and_queues_one(
     for direction in range(3):
         _song(direction)
     queued: list[str] = []
-    monkeypatch.setattr(maps, "_queue_refresh", lambda: queued.append("run"))
+    monkeypatch.setattr(map_refresh, "_queue_refresh", lambda: queued.append("run"))
     _no_vector_reads(monkeypatch)
 
     with django_capture_on_commit_callbacks(execute=True):
         body = api.get("/api/map/").json()
         api.get("/api/map/")
 
-    assert body["points"] == [] and body["pending"] == 3 and body["computed_at"] is None
+    assert map_points(body) == [] and body["pending"] == 3 and body["computed_at"] is None
     assert queued == ["run"]  # at once, and once
 
 
@@ -244,15 +257,42 @@ def test_an_ingest_queues_a_projection_that_then_covers_the_song(upload, api, se
 
     stored = MapProjection.objects.get(model="features")
     assert stored.song_count == 1 and bytes(stored.song_ids) == song.id.bytes
-    assert [p["id"] for p in api.get("/api/map/").json()["points"]] == [str(song.id)]
+    assert [p["id"] for p in map_points(api.get("/api/map/").json())] == [str(song.id)]
 
 
 def test_the_answer_built_directly_matches_the_documented_serializer() -> None:
     song = _song(0, title="Chord", album="Harmony")
     _song(1, title="Drums")
     SongTagFactory.create(song=song, label="Music", score=0.9)
-    result = maps.catalog_map(colour_by="tag")
+    body = json.loads(json.dumps(maps.as_json(maps.catalog_map(colour_by="tag"))))
 
-    assert json.loads(json.dumps(maps.as_json(result))) == json.loads(
-        json.dumps(CatalogMapSerializer(result).data, default=str)
-    )
+    documented = CatalogMapSerializer(data=body)
+    assert documented.is_valid(), documented.errors
+    assert set(body) == set(documented.fields)
+
+
+def test_an_unchanged_catalog_is_answered_from_the_cache_and_a_change_is_shown_at_once(
+    api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    song = _song(0, title="Before")
+    _song(1, title="Other")
+    first = api.get("/api/map/").json()
+    build = maps.catalog_map
+
+    def refused(**kwargs):
+        raise AssertionError("the map was built again for an unchanged catalog")
+
+    monkeypatch.setattr(maps, "catalog_map", refused)
+    again = api.get("/api/map/").json()
+    assert {key: value for key, value in again.items() if key != "age_seconds"} == {
+        key: value for key, value in first.items() if key != "age_seconds"
+    }
+
+    monkeypatch.setattr(maps, "catalog_map", build)
+    song.title = "After"
+    song.save()
+    assert sorted(api.get("/api/map/").json()["titles"]) == ["After", "Other"]
+    SongTagFactory.create(song=song, label="Guitar", score=0.8)  # a tag alone changes the tag colouring
+    assert "Guitar" in api.get("/api/map/", {"colour_by": "tag"}).json()["groups"]
+    _song(2, title="Third")
+    assert api.get("/api/map/").json()["count"] == 3

@@ -16,20 +16,21 @@ import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from catalog import maps  # noqa: E402
+from catalog import map_refresh  # noqa: E402
 from catalog.models import Song, SongStatus  # noqa: E402
 from embeddings.models import StoredVector  # noqa: E402
 from embeddings.registry import model_dim  # noqa: E402
 from tests import audio  # noqa: E402
 from tests.factories import SongFactory, SongTagFactory  # noqa: E402
 from tests.frontend.conftest import screenshot  # noqa: E402
+from tests.map_answer import map_points  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def _map_points(live_server: Any, page: Any, colour_by: str = "album") -> dict[str, dict[str, Any]]:
     body = page.evaluate(f"fetch('{live_server.url}/api/map/?colour_by={colour_by}').then((r) => r.json())")
-    return {point["id"]: point for point in body["points"]}
+    return {point["id"]: point for point in map_points(body)}
 
 
 def _geometry(page: Any) -> tuple[dict[str, float], float, float, float, float]:
@@ -206,7 +207,7 @@ def _bulk_catalog(count: int) -> list[Song]:
             StoredVector(song_id=song.id, file=song.object_key, model="features", dim=dim, vector=vector.tobytes())
         )
     StoredVector.objects.bulk_create(rows, batch_size=1000)
-    maps.store_projection()  # what the worker task does once ingests settle
+    map_refresh.store_projection()  # what the worker task does once ingests settle
     return songs
 
 

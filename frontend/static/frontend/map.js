@@ -50,7 +50,8 @@ const octx = overlay.getContext("2d");
 const cache = document.createElement("canvas"); // the last full drawing, moved during a pan
 const cctx = cache.getContext("2d");
 
-let points = []; // from the API
+const NO_POINTS = { length: 0, x: new Float32Array(0), y: new Float32Array(0), group: new Uint32Array(0), ids: new Uint8Array(0), groups: [], titles: [], artists: [] };
+let points = NO_POINTS; // the API's columns, decoded
 let xs = new Float32Array(0); // unzoomed CSS px
 let ys = new Float32Array(0);
 let colourOf = new Uint8Array(0); // index into `entries`
@@ -118,6 +119,40 @@ async function load() {
   }
 }
 
+/** Bytes of a base64 string (the API's arrays are base64 of little-endian values). */
+function bytesOf(text) {
+  const raw = atob(text || "");
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
+function decode(data) {
+  const n = data.count || 0;
+  return {
+    length: n,
+    x: new Float32Array(bytesOf(data.x).buffer, 0, n),
+    y: new Float32Array(bytesOf(data.y).buffer, 0, n),
+    group: new Uint32Array(bytesOf(data.group).buffer, 0, n),
+    ids: bytesOf(data.ids),
+    groups: data.groups || [],
+    titles: data.titles || [],
+    artists: data.artists || [],
+  };
+}
+
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
+
+function pointId(i) {
+  const b = points.ids.subarray(16 * i, 16 * i + 16);
+  const hex = Array.from(b, (byte) => HEX[byte]).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function groupOf(i) {
+  return points.groups[points.group[i]];
+}
+
 // ---- Colours and legend ----------------------------------------------------------------------------------------
 
 function cssColour(className) {
@@ -145,8 +180,12 @@ function rgbOf(colour) {
 
 /** Legend entries and each point's entry: every group when they fit the palette, else the largest ones. */
 function colourGroups(groups, labels) {
+  const perGroup = new Int32Array(points.groups.length);
+  for (let i = 0; i < points.length; i++) perGroup[points.group[i]]++;
   const counts = new Map();
-  for (const point of points) counts.set(point.group, (counts.get(point.group) || 0) + 1);
+  points.groups.forEach((group, g) => {
+    if (perGroup[g]) counts.set(group, perGroup[g]);
+  });
   const named = groups.filter((group) => group !== UNKNOWN);
   let coloured = named;
   if (named.length > PALETTE_SIZE) {
@@ -176,10 +215,11 @@ function colourGroups(groups, labels) {
   }
   const other = list.findIndex((entry) => entry.key === "other:");
   const unknown = list.findIndex((entry) => entry.key === "unknown:");
+  const entryOf = points.groups.map((group) =>
+    index.has(group) ? index.get(group) : group === UNKNOWN ? unknown : other,
+  );
   const of = new Uint8Array(points.length);
-  points.forEach((point, i) => {
-    of[i] = index.has(point.group) ? index.get(point.group) : point.group === UNKNOWN ? unknown : other;
-  });
+  for (let i = 0; i < points.length; i++) of[i] = entryOf[points.group[i]];
   return { list, of };
 }
 
@@ -202,16 +242,17 @@ function legendItem(entry, number) {
 // ---- Layout, drawing and hit testing ---------------------------------------------------------------------------
 
 function render(data) {
-  points = data.points || [];
+  points = decode(data);
   hideTooltip();
   if (points.length < 2) {
-    points = [];
+    const one = points.length;
+    points = NO_POINTS;
     const waiting = data.pending || 0;
     setState(
       "empty",
       waiting > 1
         ? `The map of ${plural(waiting, "song", "songs")} is being computed; try again in a minute.`
-        : points.length || waiting
+        : one || waiting
           ? "The map needs at least two ready songs; there is one so far."
           : "No song is ready to be mapped yet.",
     );
@@ -233,7 +274,7 @@ function render(data) {
   legendHeading.textContent = labels.heading;
   legend.replaceChildren(...entries.map((entry, i) => legendItem(entry, i)));
   const named = (data.groups || []).filter((group) => group !== UNKNOWN).length;
-  const unknown = points.filter((point) => point.group === UNKNOWN).length;
+  const unknown = entries.find((entry) => entry.key === "unknown:")?.count || 0;
   summary.textContent =
     `${plural(points.length, "song", "songs")} by the ${data.model} model, coloured by ${labels.label.toLowerCase()}: ` +
     `${plural(named, labels.plural.replace(/s$/, ""), labels.plural)}` +
@@ -273,8 +314,8 @@ function layout() {
   const spanX = width - 2 * size.pad;
   const spanY = height - 2 * size.pad;
   for (let i = 0; i < n; i++) {
-    xs[i] = size.pad + ((points[i].x + 1) / 2) * spanX;
-    ys[i] = size.pad + ((1 - points[i].y) / 2) * spanY;
+    xs[i] = size.pad + ((points.x[i] + 1) / 2) * spanX;
+    ys[i] = size.pad + ((1 - points.y[i]) / 2) * spanY;
   }
   buildGrid();
   draw();
@@ -587,20 +628,19 @@ function keepInView(i) {
 
 // ---- Tooltip ---------------------------------------------------------------------------------------------------
 
-function describe(point) {
-  return `${point.title} — ${point.artist || "Unknown artist"}`;
+function describe(i) {
+  return `${points.titles[i]} — ${points.artists[i] || "Unknown artist"}`;
 }
 
 function showTooltip(i, { touch = false, announce = false } = {}) {
   active = i;
-  const point = points[i];
   const labels = MODES[mode];
-  tooltipTitle.textContent = describe(point);
-  tooltipGroup.textContent = `${labels.label}: ${point.group}`;
+  tooltipTitle.textContent = describe(i);
+  tooltipGroup.textContent = `${labels.label}: ${groupOf(i)}`;
   tooltipHint.hidden = !touch;
   tooltip.hidden = false;
-  wrap.dataset.activeSong = point.id;
-  if (announce) announcer.textContent = `${describe(point)}. ${labels.label}: ${point.group}. Enter opens it.`;
+  wrap.dataset.activeSong = pointId(i);
+  if (announce) announcer.textContent = `${describe(i)}. ${labels.label}: ${groupOf(i)}. Enter opens it.`;
   placeTooltip();
   drawOverlay();
 }
@@ -626,7 +666,7 @@ function hideTooltip() {
 }
 
 function open(i) {
-  window.location.assign(songUrl(config.urls.songPage, config.songIdPlaceholder, points[i].id));
+  window.location.assign(songUrl(config.urls.songPage, config.songIdPlaceholder, pointId(i)));
 }
 
 overlay.addEventListener("pointerdown", (event) => {
