@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.conf import settings
@@ -244,7 +245,9 @@ def path_page(request: HttpRequest) -> HttpResponse:
         "steps": max(1, min(steps_value, settings.RADIO_MAX_LENGTH)),
         "playlistName": "Path",
     }
-    return _page(request, "frontend/path.html", {"config": config, "queue_heading": "Path"})
+    on_map = f"{reverse('map')}?{urlencode({'from': config['from'], 'to': config['to'], 'steps': config['steps']})}"
+    context = {"config": config, "queue_heading": "Path", "map_url": on_map if config["from"] else ""}
+    return _page(request, "frontend/path.html", context)
 
 
 @require_safe
@@ -252,9 +255,24 @@ def path_page(request: HttpRequest) -> HttpResponse:
 @public_or_login
 def catalog_map(request: HttpRequest) -> HttpResponse:
     colour_by = request.GET.get("colour_by", "album")
+    ends = _song_ids([request.GET.get("from", ""), request.GET.get("to", "")])  # a path drawn as a line
+    steps = request.GET.get("steps", "")
     config = {
         "colourBy": colour_by if colour_by in ("album", "tag") else "album",
         "songIdPlaceholder": str(PLACEHOLDER_ID),
-        "urls": {**_song_urls(), "map": reverse("api-map"), "home": reverse("home")},
+        "urls": {
+            **_song_urls(),
+            "map": reverse("api-map"),
+            "home": reverse("home"),
+            "path": reverse("api-path"),
+            "pathPage": reverse("path"),
+        },
+        "path": {
+            "from": str(ends[0]),
+            "to": str(ends[1]),
+            "steps": max(1, min(int(steps) if steps.isdigit() else PATH_STEPS, settings.RADIO_MAX_LENGTH)),
+        }
+        if len(ends) == 2
+        else None,
     }
     return _page(request, "frontend/map.html", {"config": config})

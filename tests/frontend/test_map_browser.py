@@ -288,3 +288,29 @@ def test_the_map_says_when_it_has_too_few_songs_or_fails(
     error.get_by_role("button", name="Try again").click()
     expect(error).to_be_hidden()
     expect(page.get_by_test_id("map-empty")).to_be_visible()
+
+
+def test_a_path_between_two_songs_is_drawn_on_the_map_as_a_line_and_links_back_to_its_page(
+    page: Any, live_server: Any
+) -> None:
+    expect = sync_api.expect
+    songs = _bulk_catalog(600)
+    start, end = songs[0], songs[5]  # different albums: different clusters
+
+    page.goto(f"{live_server.url}/path/?from={start.pk}&to={end.pk}&steps=5")
+    page.get_by_role("link", name="See it on the map").click()
+
+    expect(page.locator("#map-summary")).to_have_text(re.compile(r"^600 songs"))
+    line = page.get_by_test_id("map-path")
+    expect(line).to_contain_text(f"The line is the path from “{start.title}” to “{end.title}”: 7 songs.")
+    expect(page.locator("#map-canvas")).to_have_attribute("data-path-songs", "7")
+    # The line is on the overlay, with no song hovered.
+    painted = page.evaluate(
+        "(() => { const c = document.getElementById('map-overlay'); const d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) "
+        "if (d[i]) n++; return n; })()"
+    )
+    assert painted > 200
+    screenshot(page, "map-path.png")
+    line.get_by_role("link", name="Listen to it").click()
+    expect(page.get_by_test_id("path-list").locator("li")).to_have_count(7)

@@ -37,6 +37,7 @@ const emptyText = document.getElementById("map-empty-text");
 const summary = document.getElementById("map-summary");
 const axes = document.getElementById("map-axes");
 const freshness = document.getElementById("map-freshness");
+const pathLine = document.getElementById("map-path");
 const legend = document.getElementById("map-legend");
 const legendHeading = document.getElementById("map-legend-heading");
 const tooltip = document.getElementById("map-tooltip");
@@ -72,6 +73,8 @@ let activeAtPointerDown = -1;
 let settleTimer = 0;
 let frame = 0;
 let strokes = { axis: "#888", ring: "#000" }; // from map.css, read once per drawing of the data
+let pathSongs = null; // ?from=&to=&steps=: the path's songs from the API, fetched once
+let route = new Int32Array(0); // their point indices, in order (-1: not on the map)
 
 function plural(count, one, many) {
   return `${count.toLocaleString("en")} ${count === 1 ? one : many}`;
@@ -288,6 +291,69 @@ function render(data) {
   if (data.placed_since) parts.push(`${plural(data.placed_since, "song", "songs")} added since placed on it`);
   if (data.pending) parts.push(`${plural(data.pending, "song", "songs")} still to be placed`);
   freshness.textContent = parts.length ? `${parts.join("; ")}.` : "";
+  showPath();
+}
+
+// ---- A path between two songs, drawn as a line (?from=<id>&to=<id>&steps=N) -----------------------------------
+
+async function showPath() {
+  if (!config.path) return;
+  if (!pathSongs) {
+    const params = new URLSearchParams({ from: config.path.from, to: config.path.to, steps: String(config.path.steps) });
+    try {
+      const data = await api(`${config.urls.path}?${params}`);
+      pathSongs = [data.start, ...data.results.map((pick) => pick.song), data.end];
+    } catch (error) {
+      pathLine.hidden = false;
+      pathLine.textContent = `The path could not be drawn. ${error.message}`;
+      return;
+    }
+  }
+  route = Int32Array.from(pathSongs, (song) => indexOfId(song.id));
+  const onMap = route.filter((i) => i >= 0).length;
+  wrap.dataset.pathSongs = String(onMap);
+  pathLine.hidden = false;
+  const first = pathSongs[0];
+  const last = pathSongs[pathSongs.length - 1];
+  const missing = pathSongs.length - onMap;
+  pathLine.replaceChildren(
+    `The line is the path from “${first.title || first.original_file_name}” to “${last.title || last.original_file_name}”: ` +
+      `${plural(pathSongs.length, "song", "songs")}${missing ? `, ${missing} not on the map yet` : ""}. `,
+  );
+  const back = el("a", "", "Listen to it");
+  back.href = `${config.urls.pathPage}?${new URLSearchParams({ from: config.path.from, to: config.path.to, steps: String(config.path.steps) })}`;
+  pathLine.append(back);
+  drawOverlay();
+}
+
+/** The point of a song id, or -1: compares the ids' 16 bytes as four 32-bit words, without building a map of all. */
+function indexOfId(id) {
+  const hex = id.replaceAll("-", "");
+  const want = new Uint8Array(16);
+  for (let b = 0; b < 16; b++) want[b] = parseInt(hex.slice(2 * b, 2 * b + 2), 16);
+  const words = new Uint32Array(want.buffer);
+  const all = new Uint32Array(points.ids.buffer, points.ids.byteOffset, points.length * 4);
+  for (let i = 0, w = 0; i < points.length; i++, w += 4) {
+    if (all[w] === words[0] && all[w + 1] === words[1] && all[w + 2] === words[2] && all[w + 3] === words[3]) return i;
+  }
+  return -1;
+}
+
+function drawRoute() {
+  const stops = Array.from(route).filter((i) => i >= 0 && i < xs.length);
+  if (stops.length < 2) return;
+  octx.beginPath();
+  stops.forEach((i, n) => (n ? octx.lineTo(screenX(i), screenY(i)) : octx.moveTo(screenX(i), screenY(i))));
+  octx.lineWidth = 2;
+  octx.strokeStyle = strokes.ring;
+  octx.stroke();
+  for (const [n, i] of stops.entries()) {
+    octx.beginPath();
+    octx.arc(screenX(i), screenY(i), n === 0 || n === stops.length - 1 ? 6 : 3.5, 0, 2 * Math.PI);
+    octx.fillStyle = n === 0 || n === stops.length - 1 ? strokes.ring : entries[colourOf[i]].colour;
+    octx.fill();
+    octx.stroke();
+  }
 }
 
 /** Size the canvases to the figure (square on narrow screens) and place every point in unzoomed CSS px. */
@@ -491,6 +557,7 @@ function drawOverlay() {
   const { width, height, dpr } = size;
   octx.setTransform(dpr, 0, 0, dpr, 0, 0);
   octx.clearRect(0, 0, width, height);
+  drawRoute();
   if (active < 0) return;
   const x = screenX(active);
   const y = screenY(active);
