@@ -26,7 +26,9 @@ from embeddings.audio import BackgroundDecode, DecodedAudio, decode_in_backgroun
 from embeddings.base import Analysis, EmbeddingError, FloatArray, ModelUnavailable, Tag
 from embeddings.index import IndexUnavailable, VectorIndexError, get_vector_index
 from embeddings.registry import get_embedding_model, model_dim
-from fingerprints.services import add_song_fingerprints, remove_song_fingerprints
+from fingerprints.landmarks import Landmarks
+from fingerprints.landmarks import landmarks as landmarks_of
+from fingerprints.services import remove_song_fingerprints, store_landmarks
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +80,9 @@ def ingest(song_id: UUID) -> None:
             stored.fingerprints = True
             landmarks = fingerprint(song, audio, timings)
             _still(song, SongStatus.PROCESSING)
-            same_recording(song, audio, timings, landmarks=landmarks)
+            same_recording(song, landmarks, timings)
             _still(song, SongStatus.PROCESSING)
-            tag(song, probed, audio, model_name, analysis.tags, timings, landmarks=landmarks)
+            tag(song, probed, audio, model_name, analysis.tags, timings, landmarks=len(landmarks))
     except Exception as exc:
         if isinstance(exc, Superseded) or lifecycle.status_of(song) != SongStatus.PROCESSING:
             _give_way(song, stored, timings)
@@ -291,20 +293,21 @@ def index(song: Song, model_name: str, vector: FloatArray, timings: Timings) -> 
 NO_LANDMARKS_NOTE = "Too quiet to fingerprint, so identify cannot name it."
 
 
-def fingerprint(song: Song, audio: DecodedAudio, timings: Timings) -> int:
+def fingerprint(song: Song, audio: DecodedAudio, timings: Timings) -> Landmarks:
     """Landmark fingerprints, so that a short noisy recording can be identified as this exact song."""
     started = time.perf_counter()
-    found = add_song_fingerprints(song.pk, audio.samples)
+    found = landmarks_of(audio.samples)
+    store_landmarks(song.pk, found)
     timings.record("fingerprint", started)
     return found
 
 
-def same_recording(song: Song, audio: DecodedAudio, timings: Timings, *, landmarks: int) -> None:
+def same_recording(song: Song, found: Landmarks, timings: Timings) -> None:
     """Link the song to a catalog song holding the same recording (another encoding, a trim, an excerpt)."""
     started = time.perf_counter()
     recordings.unlink(song.pk)  # a re-ingest decides again
-    if landmarks:
-        match = recordings.find_same_recording(song.pk, audio.samples, durations=recordings.ready_durations)
+    if len(found):  # the fingerprint step's landmarks, looked up rather than computed again
+        match = recordings.find_same_recording(song.pk, found, durations=recordings.ready_durations)
         if match is not None:
             recordings.link(song.pk, match)
     timings.record("recording", started)

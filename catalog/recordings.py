@@ -28,7 +28,7 @@ from django.db.models import QuerySet
 
 from catalog.models import Recording, RecordingLink, Song, SongStatus
 from fingerprints.index import FingerprintIndex, Hits, get_fingerprint_index
-from fingerprints.landmarks import FRAME_SECONDS, Landmarks, landmarks
+from fingerprints.landmarks import FRAME_SECONDS, Landmarks
 from fingerprints.selectors import candidates
 
 logger = logging.getLogger(__name__)
@@ -108,17 +108,16 @@ def _aligned(offsets: list[float]) -> tuple[float, int]:
 
 def find_same_recording(
     song_id: UUID,
-    samples: npt.NDArray[np.floating],
+    found: Landmarks,
     *,
     durations: Callable[[list[UUID]], dict[UUID, float]],
     index: FingerprintIndex | None = None,
 ) -> RecordingMatch | None:
-    """The other song that holds the same recording as mono 32 kHz `samples` (song `song_id`), or None.
+    """The other song that holds the same recording as song `song_id`, whose landmarks are `found`, or None.
 
     `durations` is called once with the candidate songs and returns the length of those that may be linked (e.g.
     ready songs); the others are passed over.
     """
-    found = landmarks(samples)
     if len(found) == 0:
         return None
     seconds = max(found.seconds, FRAME_SECONDS)

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fingerprints.index import FingerprintIndex, get_fingerprint_index
-from fingerprints.landmarks import landmarks
+from fingerprints.landmarks import Landmarks, landmarks
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,11 @@ def add_song_fingerprints(
     a 1-d array of finite samples, and FingerprintIndexError (FingerprintIndexUnavailable: retry later) when the
     index fails.
     """
-    found = landmarks(samples)
+    return store_landmarks(song_id, landmarks(samples), index=index)
+
+
+def store_landmarks(song_id: UUID, found: Landmarks, *, index: FingerprintIndex | None = None) -> int:
+    """Store a song's landmarks (from `fingerprints.landmarks.landmarks`), replacing any earlier ones; see above."""
     target = index or get_fingerprint_index()
     if len(found) == 0:
         logger.warning("song %s has no landmarks (%.1f s of audio); it cannot be identified", song_id, found.seconds)
