@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,8 +72,11 @@ def serve_front(prepared: bytes, backend_port: int) -> ThreadingHTTPServer:
             if self.path.startswith("/api/map/"):
                 status, kind, data = 200, "application/json", prepared
             else:
-                with urllib.request.urlopen(f"http://127.0.0.1:{backend_port}{self.path}") as answer:
-                    status, kind, data = answer.status, answer.headers["Content-Type"], answer.read()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{backend_port}{self.path}") as answer:
+                        status, kind, data = answer.status, answer.headers["Content-Type"], answer.read()
+                except urllib.error.HTTPError as error:  # e.g. /favicon.ico: relayed as it is
+                    status, kind, data = error.code, error.headers.get("Content-Type", "text/plain"), error.read()
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
