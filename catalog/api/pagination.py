@@ -13,6 +13,8 @@ from rest_framework.views import APIView
 
 # A text search or tag filter counts its matches exactly up to this many (or to the end of the page asked for).
 SEARCH_COUNT_LIMIT = 1000
+# No catalog holds more rows; a larger page number is past the end either way (and overflows a SQL LIMIT).
+_MAX_ROWS = 2**31 - 1
 
 
 class _CountedPaginator(Paginator):
@@ -41,7 +43,7 @@ class SongPagination(PageNumberPagination):
             number = max(1, int(request.query_params.get(self.page_query_param, 1)))
         except ValueError:
             number = 1  # the paginator below refuses it with DRF's usual message
-        limit = max(SEARCH_COUNT_LIMIT, number * size)
+        limit = max(SEARCH_COUNT_LIMIT, min(number * size, _MAX_ROWS))
         count_queryset = getattr(view, "get_count_queryset", None)  # the same songs, planned for counting
         counted = count_queryset() if count_queryset is not None else queryset
         found = counted.order_by()[: limit + 1].count()  # stops at limit + 1 rows, in no particular order

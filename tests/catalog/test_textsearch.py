@@ -188,6 +188,16 @@ def test_a_common_tag_counts_up_to_the_limit_too(api, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("param", ["search", "tag"])
+def test_a_page_far_past_the_end_of_a_search_or_tag_is_not_found(catalog, api, param: str) -> None:
+    SongTagFactory.create(song=SongFactory.create(title="Love song"), label="love", score=0.9)
+
+    response = api.get("/api/songs/", {param: "love", "page": 4240076668904701165568})  # past any SQL LIMIT
+
+    assert response.status_code == 404
+    assert api.get("/api/songs/", {param: "love", "page": 1}).json()["count"] >= 1
+
+
+@pytest.mark.parametrize("param", ["search", "tag"])
 def test_a_null_character_in_a_search_or_tag_is_a_bad_request(catalog, api, param: str) -> None:
     response = api.get("/api/songs/", {param: "lo\x00ve"})  # PostgreSQL text cannot hold one
 
