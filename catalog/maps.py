@@ -24,12 +24,13 @@ import numpy as np
 import numpy.typing as npt
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Max, OuterRef, Subquery
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from catalog.errors import ServiceUnavailable
 from catalog.map_refresh import axes_of, latest_projection, note_uncovered, store_projection
 from catalog.models import MapProjection, Song, SongStatus, SongTag
+from catalog.selectors import catalog_stamp
 from embeddings.index import IndexUnavailable, get_vector_index
 from embeddings.registry import active_model_name, model_dim
 
@@ -141,7 +142,7 @@ def map_body(*, colour_by: ColourBy) -> bytes:
     if colour_by not in COLOUR_BY:
         raise ValueError(f"colour_by must be one of {', '.join(COLOUR_BY)}, not {colour_by!r}")
     model = active_model_name()
-    stamp = _catalog_stamp()  # before reading: a change during the build makes a new stamp
+    stamp = catalog_stamp()  # before reading: a change during the build makes a new stamp
     latest = MapProjection.objects.filter(model=model).order_by("-computed_at", "-pk").values_list("pk", flat=True)
     cached = cache.get(_body_key(model, colour_by, latest.first(), stamp))
     if cached is None:
@@ -152,13 +153,6 @@ def map_body(*, colour_by: ColourBy) -> bytes:
     body, computed_at = cached
     age = "null" if computed_at is None else json.dumps(_age(computed_at))
     return b'{"age_seconds":' + age.encode() + b"," + body[1:]  # the age is the only part that changes by itself
-
-
-def _catalog_stamp() -> str:
-    """Changes whenever a song is added, changed or deleted, or a tag added: three indexed reads."""
-    latest = Song.objects.aggregate(latest=Max("updated_at"))["latest"]  # alone, so that it reads one index entry
-    changed = latest.timestamp() if latest else None
-    return f"{Song.objects.count()}:{changed}:{SongTag.objects.aggregate(latest=Max('pk'))['latest']}"
 
 
 def _body_key(model: str, colour_by: ColourBy, projection_id: int | None, stamp: str) -> str:
