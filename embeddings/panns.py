@@ -150,7 +150,9 @@ def load_panns(
         from embeddings.cpu import current_threads
         from embeddings.panns_export import openvino_runner
 
-        runner = openvino_runner(model, checkpoint, threads=threads or current_threads(), precision=resolved_precision)
+        runner = openvino_runner(
+            checkpoint, spec.name, threads=threads or current_threads(), precision=resolved_precision
+        )
     embedder = PannsEmbedder(
         model,
         variant=spec,

@@ -7,7 +7,8 @@ The file is named after a digest of the checkpoint's bytes, so other weights nev
 written to a temporary name and moved into place with os.replace, under a lock file so that the worker
 processes of a host export it once; an export that dies half-way leaves only a `.partial` file, which nothing
 loads and the next export removes. A cached file that does not load is exported again. Nothing happens at
-import time: the first `load_panns` with EMBEDDING_RUNTIME=openvino exports.
+import time: the first `load_panns` with EMBEDDING_RUNTIME=openvino exports, in a child process, so that a
+worker's memory never holds the traced graph.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +38,8 @@ logger = logging.getLogger(__name__)
 EXPORT_FORMAT = "panns-onnx-1"
 OPSET = 17
 PARTIAL_SUFFIX = ".partial"
+# Cnn14 exports in about a minute on two cores; a child still running after this is stuck.
+EXPORT_TIMEOUT_SECONDS = 1800
 RUNTIMES = ("torch", "openvino")
 # OpenVINO's names for the precisions the conv stack may run in.
 _HINTS = {"float32": "f32", "bfloat16": "bf16"}
@@ -94,11 +99,11 @@ def _remove_partials(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _export_atomically(model: torch.nn.Module, path: Path) -> None:
+def _export_atomically(checkpoint: Path, variant: str, path: Path) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
     os.close(handle)
     try:
-        export(model, temporary)
+        _run_export(checkpoint, variant, Path(temporary))
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.chmod(temporary, 0o644)
@@ -108,8 +113,23 @@ def _export_atomically(model: torch.nn.Module, path: Path) -> None:
         raise
 
 
-def exported_model(model: torch.nn.Module, checkpoint: Path, *, refresh: bool = False) -> Path:
-    """The cached export of `checkpoint` (whose weights `model` holds), exported now if it is not there yet."""
+def _run_export(checkpoint: Path, variant: str, target: Path) -> None:
+    """Export in a child process: tracing the network peaks near 1 GB above the worker, and that memory is freed."""
+    command = [sys.executable, "-m", "embeddings.panns_export", str(checkpoint), variant, str(target)]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    try:
+        # This interpreter on this module, with paths of our own: nothing untrusted reaches the command line.
+        result = subprocess.run(command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_SECONDS, env=env)  # noqa: S603
+    except subprocess.TimeoutExpired as exc:
+        raise ModelUnavailable(f"exporting {checkpoint.name} to ONNX took over {EXPORT_TIMEOUT_SECONDS} s") from exc
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+        raise ModelUnavailable(f"exporting {checkpoint.name} to ONNX failed: {lines[-1]}")
+
+
+def exported_model(checkpoint: Path, variant: str, *, refresh: bool = False) -> Path:
+    """The cached export of `checkpoint` (weights of `variant`), exported now if it is not there yet."""
     path = export_path(checkpoint)
     with FileLock(path.parent / f".{path.name}.lock"):
         if refresh:
@@ -118,7 +138,7 @@ def exported_model(model: torch.nn.Module, checkpoint: Path, *, refresh: bool = 
             # Under the lock nobody else is exporting, so any partial file is left from a process that died.
             _remove_partials(path)
             logger.info("exporting %s to ONNX (once per checkpoint) ...", checkpoint.name)
-            _export_atomically(model, path)
+            _export_atomically(checkpoint, variant, path)
     return path
 
 
@@ -137,8 +157,8 @@ class OpenVinoRunner:
         return np.asarray(embedding, dtype=np.float32), np.asarray(clipwise, dtype=np.float32)
 
 
-def openvino_runner(model: torch.nn.Module, checkpoint: Path, *, threads: int, precision: str) -> OpenVinoRunner:
-    """An OpenVINO model for `checkpoint`, exporting (and caching) it first when needed."""
+def openvino_runner(checkpoint: Path, variant: str, *, threads: int, precision: str) -> OpenVinoRunner:
+    """An OpenVINO model for `checkpoint` (weights of `variant`), exporting (and caching) it first when needed."""
     try:
         import openvino  # noqa: F401
     except ImportError as exc:
@@ -149,15 +169,32 @@ def openvino_runner(model: torch.nn.Module, checkpoint: Path, *, threads: int, p
     if precision not in _HINTS:
         raise ModelUnavailable(f"EMBEDDING_RUNTIME=openvino runs float32 or bfloat16, not {precision}")
     try:
-        path = exported_model(model, checkpoint)
+        path = exported_model(checkpoint, variant)
     except OSError as exc:
         # A read-only model folder: export for this process only, through a temporary folder.
         logger.warning("cannot cache the ONNX export beside %s (%s); exporting for this process", checkpoint, exc)
         with tempfile.TemporaryDirectory(prefix="resonance-onnx-") as scratch:
-            export(model, str(Path(scratch) / "model.onnx"))
+            _run_export(checkpoint, variant, Path(scratch) / "model.onnx")
             return OpenVinoRunner(Path(scratch) / "model.onnx", threads=threads, precision=precision)
     try:
         return OpenVinoRunner(path, threads=threads, precision=precision)
     except Exception as exc:  # OpenVINO raises its own exception types for a damaged file
         logger.warning("the cached ONNX export %s does not load (%s); exporting it again", path, first_line(exc))
-        return OpenVinoRunner(exported_model(model, checkpoint, refresh=True), threads=threads, precision=precision)
+        return OpenVinoRunner(exported_model(checkpoint, variant, refresh=True), threads=threads, precision=precision)
+
+
+def main(argv: list[str]) -> None:
+    """`python -m embeddings.panns_export CHECKPOINT VARIANT TARGET`: what `_run_export` runs in its child."""
+    import torch
+
+    from embeddings.panns_networks import get_variant
+
+    checkpoint, variant, target = argv
+    spec = get_variant(variant)
+    model = spec.build()
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"], strict=True)
+    export(model, target)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

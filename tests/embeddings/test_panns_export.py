@@ -81,7 +81,7 @@ def test_the_export_is_cached_beside_the_checkpoint_and_reused(
     def no_second_export(*args: object, **kwargs: object) -> None:
         raise AssertionError("the checkpoint was exported again")
 
-    monkeypatch.setattr(panns_export, "export", no_second_export)
+    monkeypatch.setattr(panns_export, "_run_export", no_second_export)
     second = panns.load_panns(cnn10_checkpoint, variant="panns-cnn10", device="cpu", batch_size=2, runtime="openvino")
 
     assert cached.stat().st_mtime_ns == written
@@ -106,13 +106,13 @@ def test_an_export_interrupted_half_way_leaves_nothing_that_is_loaded(tmp_path: 
         "from pathlib import Path\n"
         "import torch\n"
         "from embeddings import panns, panns_export\n"
-        "real = panns_export.export\n"
-        "def half(model, target):\n"
-        "    real(model, target)\n"
+        "real = panns_export._run_export\n"
+        "def half(checkpoint, variant, target):\n"
+        "    real(checkpoint, variant, target)\n"
         "    data = Path(target).read_bytes()\n"
         "    Path(target).write_bytes(data[: len(data) // 2])\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "panns_export.export = half\n"
+        "panns_export._run_export = half\n"
         f"panns.load_panns(Path({str(checkpoint)!r}), variant='panns-cnn10', device='cpu', batch_size=2,"
         " runtime='openvino')\n"
     )
@@ -138,11 +138,11 @@ def test_an_export_that_fails_in_process_removes_its_temporary_file(
 ) -> None:
     checkpoint = _checkpoint(panns.CNN10, tmp_path / "models")
 
-    def interrupted(model: torch.nn.Module, target: str) -> None:
-        Path(target).write_bytes(b"\x08\x07half an onnx file")
+    def interrupted(checkpoint: Path, variant: str, target: Path) -> None:
+        target.write_bytes(b"\x08\x07half an onnx file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(panns_export, "export", interrupted)
+    monkeypatch.setattr(panns_export, "_run_export", interrupted)
     with pytest.raises(KeyboardInterrupt):
         panns.load_panns(checkpoint, variant="panns-cnn10", device="cpu", batch_size=2, runtime="openvino")
 
@@ -171,7 +171,7 @@ def test_a_model_folder_that_cannot_be_written_still_runs_the_export(
     checkpoint = folder / cnn10_checkpoint.name
     checkpoint.write_bytes(cnn10_checkpoint.read_bytes())
 
-    def read_only(model: torch.nn.Module, checkpoint: Path, *, refresh: bool = False) -> Path:
+    def read_only(checkpoint: Path, variant: str, *, refresh: bool = False) -> Path:
         raise PermissionError(13, "Permission denied", str(checkpoint.parent))
 
     monkeypatch.setattr(panns_export, "exported_model", read_only)
@@ -180,6 +180,26 @@ def test_a_model_folder_that_cannot_be_written_still_runs_the_export(
 
     assert _folder_names(folder) == [checkpoint.name]
     assert _cosine_distance(model.embed(_clips()[0]), exact.embed(_clips()[0])) <= ONNX_COSINE_BOUND
+
+
+def test_the_export_runs_in_a_child_process_and_a_failure_is_a_clear_error(tmp_path: Path) -> None:
+    checkpoint = _checkpoint(panns.CNN10, tmp_path / "models")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from embeddings import panns\n"
+        f"panns.load_panns(Path({str(checkpoint)!r}), variant='panns-cnn10', device='cpu', batch_size=2,"
+        " runtime='openvino')\n"
+        "print('torch.onnx' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, timeout=300)
+
+    # The worker never traced the network itself: its memory holds the compiled model only.
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip().splitlines()[-1] == "False"
+    assert panns_export.export_path(checkpoint).is_file()
+    with pytest.raises(ModelUnavailable, match="to ONNX failed"):
+        panns_export._run_export(tmp_path / "missing.pth", "panns-cnn10", tmp_path / "out.onnx")
 
 
 def test_the_openvino_runtime_refuses_what_it_cannot_do(cnn10_checkpoint: Path) -> None:
