@@ -489,15 +489,18 @@ def plan_merge(snapshot: Snapshot[Any], *, limit: int | None) -> tuple[int, int]
 
     Newer segments are merged into an older one once together they reach MERGE_RATIO of its size, so sizes grow
     geometrically and a catalog of N songs has O(log N) segments; a segment with DEAD_SHARE dead rows is rewritten.
-    No merge yields more than MAX_SEGMENT_BYTES: segments that reach it stay as they are, and newer ones merge apart.
+    No merge yields more than MAX_SEGMENT_BYTES: a run takes the newer neighbours that fit under it, so segments
+    fill up to it one after another and a catalog of B bytes ends near B / MAX_SEGMENT_BYTES segments.
     """
     parts = snapshot.parts
     sizes = [part.segment.nbytes for part in parts]
     cap = MAX_SEGMENT_BYTES if limit is None else min(limit, MAX_SEGMENT_BYTES)
     for start in range(len(parts)):
-        newer = sum(sizes[start + 1 :])
-        if len(parts) - start >= 2 and newer >= MERGE_RATIO * sizes[start] and sizes[start] + newer <= cap:
-            return start, len(parts)
+        stop, total = start + 1, sizes[start]
+        while stop < len(parts) and total + sizes[stop] <= cap:
+            total, stop = total + sizes[stop], stop + 1
+        if stop - start >= 2 and total - sizes[start] >= MERGE_RATIO * sizes[start]:
+            return start, stop
     for start, part in enumerate(parts):
         rows = part.alive.size
         dead = rows - int(part.alive.sum())
