@@ -263,8 +263,9 @@ PANNS_LABELS = env_optional_path("PANNS_LABELS")
 PANNS_TOP_TAGS = env_int("PANNS_TOP_TAGS", 5, minimum=0)
 PANNS_TAG_MIN_SCORE = env_float("PANNS_TAG_MIN_SCORE", 0.05, minimum=0.0)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 8, minimum=1)
-# torch, or openvino: the PANNs network exported to ONNX once per checkpoint (cached beside it), run by OpenVINO.
-EMBEDDING_RUNTIME = env_choice("EMBEDDING_RUNTIME", "torch", ["torch", "openvino"])
+# auto (OpenVINO on a CPU, torch on a GPU), torch, or openvino: the PANNs conv stack exported to ONNX once per
+# checkpoint (cached beside it) and run by OpenVINO.
+EMBEDDING_RUNTIME = env_choice("EMBEDDING_RUNTIME", "auto", ["auto", "torch", "openvino"])
 # Compute threads per worker process; 0: the usable cores divided by the worker's processes (--concurrency).
 EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
 MAX_AUDIO_SECONDS = env_float("MAX_AUDIO_SECONDS", 900.0, minimum=1.0)

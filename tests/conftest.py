@@ -61,6 +61,8 @@ def isolated_settings(settings: Any, tmp_path: Path) -> Iterator[Any]:
     settings.PANNS_DATA_DIR = tmp_path / "models"
     settings.PANNS_CHECKPOINT = None
     settings.EMBEDDING_MODEL = "features"
+    # An OpenVINO export of each random checkpoint would take a minute; tests of the default runtime set "auto".
+    settings.EMBEDDING_RUNTIME = "torch"
     settings.STORAGE_BACKEND = "local"
     settings.VECTOR_BACKEND = "local"
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": str(tmp_path / "cache")}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,7 @@ def test_cnn10_is_loaded_once_with_the_configured_settings(settings: Any, cnn10_
     settings.EMBEDDING_DEVICE = "cpu"
     settings.EMBEDDING_PRECISION = "bfloat16"
     settings.EMBEDDING_BATCH_SIZE = 3
+    settings.EMBEDDING_RUNTIME = "auto"  # the default
     settings.PANNS_TOP_TAGS = 2
     settings.PANNS_TAG_MIN_SCORE = 0.0
 
@@ -124,16 +126,29 @@ def test_cnn10_is_loaded_once_with_the_configured_settings(settings: Any, cnn10_
     analysis = model.analyse(audio.chord([220, 277, 330], 3.0))
 
     assert isinstance(model, panns.PannsEmbedder)
-    assert (model.name, model.dim, model.device, model.precision, model.batch_size) == (
+    assert (model.name, model.dim, model.device, model.precision, model.batch_size, model.runtime) == (
         "panns-cnn10",
         512,
         "cpu",
         "bfloat16",
         3,
+        "openvino",
     )
     assert registry.get_embedding_model() is model and registry.get_embedding_model("panns-cnn10") is model
     assert analysis.vector.shape == (512,) and np.linalg.norm(analysis.vector) == pytest.approx(1.0, abs=1e-5)
     assert len(analysis.tags) == 2 and all(tag.label in names for tag in analysis.tags)
+
+
+def test_the_auto_runtime_is_openvino_on_a_cpu_and_torch_on_a_gpu_or_without_openvino(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert panns.resolve_runtime("auto", "cpu") == "openvino"
+    assert panns.resolve_runtime("auto", "cuda:0") == "torch"
+    assert panns.resolve_runtime("torch", "cpu") == "torch" and panns.resolve_runtime("openvino", "cpu") == "openvino"
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "openvino" else real(name))
+    assert panns.resolve_runtime("auto", "cpu") == "torch"
 
 
 def test_float16_on_a_cpu_is_refused_at_load(settings: Any, cnn10_weights: Path) -> None:
