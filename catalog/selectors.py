@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Max, QuerySet, Sum, Value
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum, Value
 from django.db.models.functions import Lower
 from django.http import Http404
 
@@ -47,24 +48,53 @@ def song_list(
     if status:
         songs = songs.filter(status=status)
     if tag:
-        # A subquery on the lower(label) index, not a join: no DISTINCT over every matching row.
-        tagged = SongTag.objects.annotate(lower=Lower("label")).filter(lower=Lower(Value(tag))).values("song_id")
-        songs = songs.filter(pk__in=tagged)
+        songs = songs.filter(_holding(tag, walk=songs_tagged(tag) > (_COUNT_WALK_ABOVE if to_count else _WALK_ABOVE)))
     return songs.order_by(SORTS.get(sort, "-created_at"), "id")
 
 
+# A tag held by more songs than this is listed by walking the sort's index and checking each song's tags (a page
+# reads about 25 x songs / holders rows); a rarer one by reading its holders from the label index and sorting them.
+_WALK_ABOVE = 2000
+# Counting stops at SEARCH_COUNT_LIMIT + 1 songs, so a walk reads about 1000 x songs / holders rows.
+_COUNT_WALK_ABOVE = 20_000
+
+
+def _holding(tag: str, *, walk: bool) -> Q | Exists:
+    """Songs with sound tag `tag` (any letter case), planned for a common tag (`walk`) or a rare one."""
+    labelled = SongTag.objects.annotate(lower=Lower("label")).filter(lower=Lower(Value(tag)))
+    if walk:
+        return Exists(labelled.filter(song_id=OuterRef("pk")))
+    # A subquery on the lower(label) index, not a join: no DISTINCT over every matching row.
+    return Q(pk__in=labelled.values("song_id"))
+
+
 def tag_counts(limit: int = 50) -> list[tuple[str, int]]:
-    """The most common sound tags in the catalog, for filters: counted once per catalog change, for every process.
+    """The most common sound tags in the catalog, for filters (songs being deleted left out)."""
+    return _all_tag_counts()[:limit]
+
+
+def songs_tagged(tag: str) -> int:
+    """How many listed songs hold sound tag `tag` (any letter case), from the shared tag counts."""
+    wanted = tag.lower()
+    return sum(songs for label, songs in _all_tag_counts() if label.lower() == wanted)
+
+
+def _all_tag_counts() -> list[tuple[str, int]]:
+    """Every label with its songs, most common first: counted once per catalog change, for every process.
 
     Counting groups every tag row (about 5 a song), so the answer is kept in the shared cache under the catalog's
     stamp; a request that finds it there reads three index entries.
     """
-    key = f"tag-counts:v1:{limit}:{catalog_stamp()}"  # the stamp first: a change while counting makes a new key
+    key = f"tag-counts:v2:{catalog_stamp()}"  # the stamp first: a change while counting makes a new key
     cached: list[tuple[str, int]] | None = cache.get(key)
     if cached is None:
         # COUNT(id) reads the label index alone (it holds the row id); COUNT(song) would visit every row.
-        rows = SongTag.objects.values("label").annotate(songs=Count("id")).order_by("-songs", "label")[:limit]
-        cached = [(row["label"], row["songs"]) for row in rows]
+        counts = Counter(dict(SongTag.objects.values_list("label").annotate(songs=Count("id")).order_by()))
+        # The few songs being deleted still hold their tags until they are gone: read through the status index.
+        deleting = Song.objects.filter(status=SongStatus.DELETING).values("pk")
+        going = SongTag.objects.filter(song_id__in=deleting).values_list("label").annotate(n=Count("id"))
+        counts.subtract(dict(going.order_by()))
+        cached = sorted(((label, n) for label, n in counts.items() if n > 0), key=lambda item: (-item[1], item[0]))
         cache.set(key, cached, TAG_COUNTS_SECONDS)
     return cached
 

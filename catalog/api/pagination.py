@@ -44,9 +44,13 @@ class SongPagination(PageNumberPagination):
         except ValueError:
             number = 1  # the paginator below refuses it with DRF's usual message
         limit = max(SEARCH_COUNT_LIMIT, min(number * size, _MAX_ROWS))
-        count_queryset = getattr(view, "get_count_queryset", None)  # the same songs, planned for counting
-        counted = count_queryset() if count_queryset is not None else queryset
-        found = counted.order_by()[: limit + 1].count()  # stops at limit + 1 rows, in no particular order
+        known = getattr(view, "get_known_count", lambda: None)()  # e.g. a tag's songs, from the shared tag counts
+        if known is not None:
+            found, limit = known, max(known, limit)
+        else:
+            count_queryset = getattr(view, "get_count_queryset", None)  # the same songs, planned for counting
+            counted = count_queryset() if count_queryset is not None else queryset
+            found = counted.order_by()[: limit + 1].count()  # stops at limit + 1 rows, in no particular order
         self.count_exact = found <= limit
         self.shown_count = found if self.count_exact else limit
         self.django_paginator_class = partial(_CountedPaginator, count=found)  # type: ignore[assignment]

@@ -129,6 +129,11 @@ class SongListApi(ListAPIView):
         search, status_filter, tag = self.filters
         return selectors.song_list(search=search, status=status_filter, tag=tag, to_count=True)
 
+    def get_known_count(self) -> int | None:
+        """How many songs the list holds when that is known without counting: a tag alone, from the tag counts."""
+        search, status_filter, tag = self.filters
+        return selectors.songs_tagged(tag) if tag and not search and not status_filter else None
+
 
 class TagListApi(APIView):
     @extend_schema(summary="Most common sound tags", responses={200: TagListSerializer, **errors(e403=FORBIDDEN)})

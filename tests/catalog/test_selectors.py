@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from catalog import selectors
-from catalog.models import SongTag
+from catalog import lifecycle, selectors
+from catalog.models import SongStatus, SongTag
 from tests.factories import SongFactory, SongTagFactory
 
 pytestmark = pytest.mark.django_db
@@ -51,3 +51,33 @@ def test_tag_counts_are_counted_once_until_the_catalog_changes(django_assert_num
     # The catalog's stamp only: the song count, the latest song change and the latest tag.
     with django_assert_num_queries(3):
         assert selectors.tag_counts() == [("Guitar", 1), ("Music", 1)]
+
+
+@pytest.mark.parametrize("sort", ["newest", "title", "oldest"])
+def test_a_tag_lists_the_same_songs_whether_it_is_common_or_rare(monkeypatch: pytest.MonkeyPatch, sort: str) -> None:
+    for n in range(12):
+        _tagged("Music", *(["Jazz"] if n % 3 == 0 else []))
+    SongFactory.create()
+
+    def listed(tag: str, walk_above: int) -> list[str]:
+        monkeypatch.setattr(selectors, "_WALK_ABOVE", walk_above)
+        monkeypatch.setattr(selectors, "_COUNT_WALK_ABOVE", walk_above)
+        songs = selectors.song_list(tag=tag, sort=sort)
+        counted = selectors.song_list(tag=tag, to_count=True).count()
+        assert counted == len(songs)
+        return [str(song.pk) for song in songs]
+
+    for tag in ("music", "JAZZ", "Piano"):
+        # Walking the sort's index (a common tag) and reading the label index (a rare one) give one list.
+        assert listed(tag, walk_above=0) == listed(tag, walk_above=10**9)
+    assert len(listed("jazz", walk_above=0)) == 4
+
+
+def test_songs_being_deleted_are_left_out_of_the_tag_counts() -> None:
+    _tagged("Music", "Guitar")
+    _tagged("Music")
+    going = SongTag.objects.get(label="Guitar").song
+    assert lifecycle.transition(going, from_=SongStatus.READY, to=SongStatus.DELETING)
+
+    assert selectors.tag_counts() == [("Music", 1)]
+    assert selectors.songs_tagged("music") == 1 == len(selectors.song_list(tag="music"))

@@ -171,7 +171,7 @@ def test_a_broad_search_counts_up_to_a_limit_and_says_so(api, monkeypatch) -> No
     assert (listing["count"], listing["count_exact"]) == (6, True)
 
 
-def test_a_common_tag_counts_up_to_the_limit_too(api, monkeypatch) -> None:
+def test_a_tag_alone_is_counted_exactly_and_with_a_status_up_to_the_limit(api, monkeypatch) -> None:
     from catalog.api import pagination
 
     monkeypatch.setattr(pagination, "SEARCH_COUNT_LIMIT", 3)
@@ -180,10 +180,13 @@ def test_a_common_tag_counts_up_to_the_limit_too(api, monkeypatch) -> None:
         SongTagFactory.create(song=SongFactory.create(title=f"Song {n}"), label="Music", score=0.9)
     SongFactory.create(title="Untagged")
 
-    first = api.get("/api/songs/", {"tag": "music"}).json()
-    last = api.get("/api/songs/", {"tag": "music", "page": 3}).json()
+    alone = api.get("/api/songs/", {"tag": "music"}).json()
+    ready = api.get("/api/songs/", {"tag": "music", "status": "ready"}).json()
+    last = api.get("/api/songs/", {"tag": "music", "status": "ready", "page": 3}).json()
 
-    assert (first["count"], first["count_exact"]) == (3, False)
+    # A tag alone: the shared tag counts know how many songs hold it.
+    assert (alone["count"], alone["count_exact"], len(alone["results"])) == (5, True, 2)
+    assert (ready["count"], ready["count_exact"]) == (3, False)
     assert (last["count"], last["count_exact"], len(last["results"])) == (5, True, 1)
 
 
