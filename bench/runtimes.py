@@ -98,7 +98,7 @@ def main() -> None:
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
         model.eval()
         started = time.perf_counter()
-        exported = panns_export.exported_model(model, checkpoint)
+        exported = panns_export.exported_model(checkpoint, panns.CNN14.name)
         print(f"exported to {exported.name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         candidates: dict[str, Callable[[], Forward]] = {
             "torch float32": lambda: _torch(model, "float32"),
