@@ -262,7 +262,8 @@ PANNS_CHECKPOINT = env_optional_path("PANNS_CHECKPOINT")
 PANNS_LABELS = env_optional_path("PANNS_LABELS")
 PANNS_TOP_TAGS = env_int("PANNS_TOP_TAGS", 5, minimum=0)
 PANNS_TAG_MIN_SCORE = env_float("PANNS_TAG_MIN_SCORE", 0.05, minimum=0.0)
-EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 8, minimum=1)
+# Windows per forward pass of a PANNs model; 0: 2 on a CPU (fastest there), 8 on a GPU.
+EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 0, minimum=0)
 # auto (OpenVINO on a CPU, torch on a GPU), torch, or openvino: the PANNs conv stack exported to ONNX once per
 # checkpoint (cached beside it) and run by OpenVINO.
 EMBEDDING_RUNTIME = env_choice("EMBEDDING_RUNTIME", "auto", ["auto", "torch", "openvino"])

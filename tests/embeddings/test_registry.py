@@ -151,6 +151,17 @@ def test_the_auto_runtime_is_openvino_on_a_cpu_and_torch_on_a_gpu_or_without_ope
     assert panns.resolve_runtime("auto", "cpu") == "torch"
 
 
+def test_the_default_batch_is_two_windows_on_a_cpu_and_eight_on_a_gpu(settings: Any, cnn10_weights: Path) -> None:
+    assert (panns.default_batch_size("cpu"), panns.default_batch_size("cuda:1")) == (2, 8)
+    settings.EMBEDDING_MODEL = "panns-cnn10"
+    settings.PANNS_CHECKPOINT = cnn10_weights
+    settings.EMBEDDING_BATCH_SIZE = 0  # the default
+
+    model = registry.get_embedding_model()
+
+    assert isinstance(model, panns.PannsEmbedder) and (model.device, model.batch_size) == ("cpu", 2)
+
+
 def test_float16_on_a_cpu_is_refused_at_load(settings: Any, cnn10_weights: Path) -> None:
     settings.EMBEDDING_DEVICE = "cpu"
     settings.EMBEDDING_PRECISION = "float16"
