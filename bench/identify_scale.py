@@ -1,16 +1,22 @@
-"""Identification against a larger catalog: real songs among synthetic ones, for several stop limits and budgets.
+"""Identification against a larger catalog: real songs among synthetic ones, per lookup budget and shortlist.
 
-Usage: python bench/identify_scale.py [--songs 1000] [--real 10] [--model-songs 40] [--clips 40]
-       [--corpus /work/corpus] [--folder DIR] [--budgets 0,400000,2000000]
+Usage: python bench/identify_scale.py [--songs 1000] [--as-if 100000] [--real 10] [--model-songs 40]
+       [--clips 30] [--corpus /work/corpus] [--folder DIR] [--budgets 0,400000] [--shortlists 16]
 
 Fingerprints `--model-songs` corpus songs with the product's code and pools their landmarks; each of `--songs`
 synthetic songs (90-400 s) draws its hashes from that pool (every pooled landmark equally likely, so hashes are as
 common as in those songs, never rarer: pessimistic for hashes the pool saw once) and its anchor frames uniformly.
 The synthetic songs and `--real` corpus songs are written as segments and merged into one memory-mapped segment
-under `--folder` (fingerprints.index.postings, as compaction leaves the local index); then 10 s clips of the real
-songs (pink noise at 5 dB, 64 kb/s MP3) are identified with the stop list at the index's own limit, at
-LOOKUP_BUDGET and at the `--budgets` given, printing the share identified, hits per clip and the time of lookup and
-scoring (the clip's fingerprinting measured apart). This prints figures; it is not a test.
+under `--folder` (fingerprints.index.postings, as compaction leaves the local index). Clips of the real songs
+(10 s and 3 s at 5 dB, 10 s at 0 dB of pink noise, 64 kb/s MP3) are then identified with the product's scoring
+(fingerprints.selectors.scored_hits: a lookup within the budget, then the shortlisted songs matched against every
+hash of the clip).
+
+`--as-if M` judges every hash as a catalog of M songs would: its count scaled by M / songs against the stop limit
+of M songs' landmarks, and the budget scaled down by songs / M, so a lookup keeps the hashes it would keep at M.
+The true song's rank among the budget's candidates is printed too: at M songs there are M / songs times as many
+unrelated songs to outrank it, so a rank r here stands for about r x M / songs there. This prints figures; it is
+not a test.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -34,29 +42,84 @@ django.setup()
 
 from derived.store import Part, Snapshot
 from embeddings.audio import decode
-from embeddings.base import SAMPLE_RATE
-from fingerprints.index import LOOKUP_BUDGET, stop_limit
+from embeddings.base import SAMPLE_RATE, EmbeddingError
+from fingerprints.index import Hits, SongLandmarks, stop_limit
 from fingerprints.index.postings import PostingCodec, build, lookup, merge_into, segment_of
-from fingerprints.landmarks import ALGORITHM, FRAME_SECONDS, landmarks, query_landmarks
+from fingerprints.landmarks import ALGORITHM, FRAME_SECONDS, Landmarks, landmarks, query_landmarks
 from fingerprints.management.commands.evaluate_identify import mix, mp3_roundtrip, pink_noise
-from fingerprints.selectors import accepted, best_match
+from fingerprints.selectors import accepted, best_match, candidates, scored_hits
 
 _BATCH = 400
+CLIP_TYPES = (("10 s, 5 dB", 10.0, 5.0), ("3 s, 5 dB", 3.0, 5.0), ("10 s, 0 dB", 10.0, 0.0))
+
+
+class Synthetic:
+    """Song i's landmarks, the same every time they are made (so a shortlist can read them again)."""
+
+    def __init__(self, pool: npt.NDArray[np.uint32], rate: float) -> None:
+        self.pool, self.rate = pool, rate
+
+    def song(self, i: int) -> SongLandmarks:
+        rng = np.random.default_rng([7, i])
+        seconds = float(rng.uniform(90, 400))
+        count = int(rng.poisson(self.rate * seconds))
+        times = np.sort(rng.integers(0, int(seconds / FRAME_SECONDS), count)).astype(np.uint32)
+        return self.pool[rng.integers(0, self.pool.size, count)], times
+
+
+class ScaledIndex:
+    """The merged segment behind the fingerprint index protocol, its hashes judged as at `scale` times the size."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        scale: float,
+        stored: dict[uuid.UUID, SongLandmarks],
+        make: Synthetic,
+        numbers: dict[uuid.UUID, int],
+    ) -> None:
+        self.snapshot, self.scale, self.stored, self.make, self.numbers = snapshot, scale, stored, make, numbers
+        entries = sum(part.segment.landmarks for part in snapshot.parts)
+        self.limit = max(1, int(stop_limit(int(entries * scale)) / scale))
+
+    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
+        return lookup(self.snapshot, hashes, self.limit, max(1, int(budget / self.scale)) if budget else 0)
+
+    def landmarks_of(self, song_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, SongLandmarks]:
+        return {s: self.stored[s] if s in self.stored else self.make.song(self.numbers[s]) for s in song_ids}
+
+
+def rank_of(query: Landmarks, hits: Hits, song_id: uuid.UUID) -> int:
+    """1 + how many songs outrank the true one among the budget's hits (0: not among the first 200)."""
+    for i, c in enumerate(candidates(query, hits, limit=200)):
+        if c.song_id == song_id:
+            return i + 1
+    return 0
+
+
+def audible(path: Path) -> bool:
+    try:
+        decode(path, max_seconds=5, min_seconds=0.25)
+    except EmbeddingError:
+        return False  # the corpus holds a track of pure silence
+    return True
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--songs", type=int, default=1000)
+    parser.add_argument("--as-if", type=int, default=0, help="judge hashes as a catalog of this many songs would")
     parser.add_argument("--real", type=int, default=10)
     parser.add_argument("--model-songs", type=int, default=40)
-    parser.add_argument("--clips", type=int, default=40)
+    parser.add_argument("--clips", type=int, default=30, help="per clip type")
     parser.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
     parser.add_argument("--folder", type=Path, default=None, help="where the merged segment is written")
-    parser.add_argument("--budgets", default="0,400000,2000000", help="lookup budgets to try (0: none)")
+    parser.add_argument("--budgets", default="0,400000", help="lookup budgets to try (0: none), at --as-if's size")
+    parser.add_argument("--shortlists", default="16", help="shortlist sizes to try")
     args = parser.parse_args()
-    tracks = sorted((args.corpus / "mp3").rglob("*.mp3"))
+    tracks = [t for t in sorted((args.corpus / "mp3").rglob("*.mp3")) if audible(t)]
     real = tracks[:: max(1, len(tracks) // args.real)][: args.real]
-    model_paths = tracks[:: max(1, len(tracks) // args.model_songs)][: args.model_songs]
+    model_paths = tracks[1 :: max(1, len(tracks) // args.model_songs)][: args.model_songs]
     audio: dict[Path, np.ndarray] = {}
     found = {}
     for path in dict.fromkeys([*real, *model_paths]):
@@ -67,25 +130,21 @@ def main() -> None:
     pool = np.concatenate([found[p].hashes for p in model_paths])
     rate = pool.size / sum(found[p].seconds for p in model_paths)
     print(f"{ALGORITHM}: pool of {pool.size:,} landmarks from {len(model_paths)} songs, {rate:.0f}/s")
+    make = Synthetic(pool, rate)
     folder = Path(args.folder or tempfile.mkdtemp(prefix="identify-scale-"))
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
     began = time.perf_counter()
-    parts = []
-    batch = []
     owner = {path: uuid.uuid4() for path in real}
-    items = [(owner[p], (found[p].hashes, found[p].times)) for p in real]
+    stored = {owner[p]: (found[p].hashes, found[p].times) for p in real}
+    numbers: dict[uuid.UUID, int] = {}
+    parts = []
+    items = list(stored.items())
     for i in range(args.songs):
-        seconds = float(rng.uniform(90, 400))
-        count = int(rng.poisson(rate * seconds))
-        times = np.sort(rng.integers(0, int(seconds / FRAME_SECONDS), count)).astype(np.uint32)
-        batch.append((uuid.uuid4(), (pool[rng.integers(0, pool.size, count)], times)))
-        if len(batch) == _BATCH or i == args.songs - 1:
-            items += batch
-            batch = []
+        song_id = uuid.uuid4()
+        numbers[song_id] = i
+        items.append((song_id, make.song(i)))
         if len(items) >= _BATCH or i == args.songs - 1:
-            segment = segment_of(build(items))
-            parts.append((segment, np.ones(len(items), np.bool_)))
+            parts.append((segment_of(build(items)), np.ones(len(items), np.bool_)))
             items = []
     merged = folder / "merged"
     shutil.rmtree(merged, ignore_errors=True)
@@ -94,46 +153,50 @@ def main() -> None:
     del parts
     segment = PostingCodec().open(merged)
     snapshot = Snapshot((Part(name="merged", segment=segment, alive=np.ones(segment.song_ids.shape[0], np.bool_)),))
-    entries = segment.landmarks
+    scale = args.as_if / args.songs if args.as_if else 1.0
+    index = ScaledIndex(snapshot, scale, stored, make, numbers)
     print(
-        f"{args.songs:,} synthetic + {len(real)} real songs: {entries:,} landmarks, {segment.keys.size:,} distinct "
-        f"hashes, {segment.nbytes / 1e6:.0f} MB in one segment, built in {time.perf_counter() - began:.0f} s; "
-        f"stop limit {stop_limit(entries)}"
+        f"{args.songs:,} synthetic + {len(real)} real songs: {segment.landmarks:,} landmarks, {segment.keys.size:,} "
+        f"distinct hashes, {segment.nbytes / 1e6:.0f} MB in one segment, built in {time.perf_counter() - began:.0f} s; "
+        f"hashes judged as at {args.songs * scale:,.0f} songs: stop limit {index.limit} here"
     )
-    clips = []
-    fingerprint_ms = []
+    rng = np.random.default_rng(0)
+    budgets = [int(float(b)) for b in args.budgets.split(",")]
+    shortlists = [int(k) for k in args.shortlists.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
-        for q in range(args.clips):
-            path = real[q % len(real)]
-            samples = audio[path]
-            start = int(rng.uniform(0, max(1, samples.size - 10 * SAMPLE_RATE)))
-            excerpt = samples[start : start + 10 * SAMPLE_RATE]
-            clip = mp3_roundtrip(mix(excerpt, pink_noise(excerpt.size, rng), 5.0), "64k", Path(scratch))
-            t0 = time.perf_counter()
-            clips.append((owner[path], query_landmarks(clip)))
-            fingerprint_ms.append((time.perf_counter() - t0) * 1000)
-    print(f"query fingerprinting (10 s clip, 3 shifts): p50 {np.median(fingerprint_ms):.0f} ms")
-    limit = stop_limit(entries)
-    for budget in sorted({LOOKUP_BUDGET, *(int(float(b)) for b in args.budgets.split(","))}):
-        right = 0
-        postings = []
-        lookup_ms, score_ms = [], []
-        for song_id, query in clips:
-            t0 = time.perf_counter()
-            hits = lookup(snapshot, query.hashes, limit, budget)
-            t1 = time.perf_counter()
-            match = accepted(best_match(query, hits))
-            t2 = time.perf_counter()
-            lookup_ms.append((t1 - t0) * 1000)
-            score_ms.append((t2 - t1) * 1000)
-            postings.append(len(hits))
-            right += match is not None and match.song_id == song_id
-        total = np.asarray(lookup_ms) + np.asarray(score_ms)
-        print(
-            f"stop limit {limit}, budget {budget or 'none':>9}: identified {right}/{len(clips)}  hits p50 "
-            f"{np.median(postings):,.0f}  lookup p50 {np.median(lookup_ms):.1f} ms  scoring p50 "
-            f"{np.median(score_ms):.1f} ms  both p50/p95 {np.median(total):.1f} / {np.percentile(total, 95):.1f} ms"
-        )
+        for label, seconds, snr in CLIP_TYPES:
+            clips = []
+            fingerprint_ms = []
+            for q in range(args.clips):
+                path = real[q % len(real)]
+                samples = audio[path]
+                start = int(rng.uniform(0, max(1, samples.size - seconds * SAMPLE_RATE)))
+                excerpt = samples[start : start + int(seconds * SAMPLE_RATE)]
+                clip = mp3_roundtrip(mix(excerpt, pink_noise(excerpt.size, rng), snr), "64k", Path(scratch))
+                t0 = time.perf_counter()
+                clips.append((owner[path], query_landmarks(clip)))
+                fingerprint_ms.append((time.perf_counter() - t0) * 1000)
+            print(f"\n{label}: {len(clips)} clips, fingerprinting p50 {np.median(fingerprint_ms):.0f} ms")
+            for budget in budgets:
+                ranks = [rank_of(query, index.lookup(query.hashes, budget), song_id) for song_id, query in clips]
+                shown = ", ".join(f"{r}" for r in sorted(ranks))
+                print(f"  budget {budget or 'none':>9}: true song's rank among the budget's hits: {shown}")
+                for k in shortlists if budget else shortlists[:1]:
+                    right = wrong = 0
+                    hit_counts, ms = [], []
+                    for song_id, query in clips:
+                        t0 = time.perf_counter()
+                        hits = scored_hits(query, index, budget, k)
+                        match = accepted(best_match(query, hits))
+                        ms.append((time.perf_counter() - t0) * 1000)
+                        hit_counts.append(len(hits))
+                        right += match is not None and match.song_id == song_id
+                        wrong += match is not None and match.song_id != song_id
+                    print(
+                        f"    shortlist {k:>3}: identified {right}/{len(clips)}, wrong {wrong}; scored hits p50 "
+                        f"{np.median(hit_counts):,.0f}; lookup + scoring p50 / p95 {np.median(ms):.1f} / "
+                        f"{np.percentile(ms, 95):.1f} ms (not scaled)"
+                    )
     if args.folder is None:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -27,9 +27,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from catalog.models import Recording, RecordingLink, Song, SongStatus
-from fingerprints.index import FingerprintIndex, Hits, get_fingerprint_index
+from fingerprints.index import FingerprintIndex, FingerprintLookup, Hits, SongLandmarks, get_fingerprint_index
 from fingerprints.landmarks import FRAME_SECONDS, Landmarks
-from fingerprints.selectors import candidates
+from fingerprints.selectors import candidates, scored_hits
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ CHUNK_SECONDS = 15.0
 MIN_CHUNK_SECONDS = 5.0
 # Songs asked about per chunk: enough for a recording held several times already.
 CANDIDATES_PER_CHUNK = 8
+# A chunk's lookup reads at most this many hits, rarest hashes first (see fingerprints.selectors.scored_hits): the
+# same recording holds nearly every one of a chunk's landmarks, so its rarest few already name it.
+CHUNK_LOOKUP_BUDGET = 100_000
+# Songs whose landmarks a song's chunks keep at hand: each chunk of a duplicate shortlists it again.
+_REMEMBERED_SONGS = 32
 # Two chunks vote for one alignment when their offsets differ by at most this.
 OFFSET_SLACK_SECONDS = 0.5
 # A new song shorter than this share of the song it matches is an excerpt of it.
@@ -67,6 +72,26 @@ def _without(hits: Hits, song_id: UUID) -> Hits:
     )
 
 
+class _Remembering:
+    """An index whose songs' landmarks, once read for a shortlist, are kept for the next chunks (a few dozen)."""
+
+    def __init__(self, index: FingerprintLookup) -> None:
+        self.index = index
+        self.read: dict[UUID, SongLandmarks] = {}
+
+    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
+        return self.index.lookup(hashes, budget)
+
+    def landmarks_of(self, song_ids: Sequence[UUID]) -> dict[UUID, SongLandmarks]:
+        missing = [s for s in song_ids if s not in self.read]
+        if missing:
+            self.read.update(self.index.landmarks_of(missing))
+            for old in list(self.read)[: max(0, len(self.read) - _REMEMBERED_SONGS)]:
+                if old not in song_ids:
+                    del self.read[old]
+        return {s: self.read[s] for s in song_ids if s in self.read}
+
+
 def chunk_votes(
     song_id: UUID, hashes: npt.NDArray[np.uint32], times: npt.NDArray[np.uint32], index: FingerprintIndex
 ) -> tuple[int, dict[UUID, list[float]]]:
@@ -75,6 +100,7 @@ def chunk_votes(
     last = int(times.max()) if times.size else 0
     chunks = 0
     votes: dict[UUID, list[float]] = defaultdict(list)
+    remembering = _Remembering(index)
     for start in range(0, last + 1, frames_per_chunk):
         inside = (times >= start) & (times < start + frames_per_chunk)
         span = (min(last, start + frames_per_chunk) - start) * FRAME_SECONDS
@@ -82,7 +108,8 @@ def chunk_votes(
             continue
         chunks += 1
         query = Landmarks(hashes=hashes[inside], times=times[inside], peaks=0, frames=0)
-        hits = _without(index.lookup(query.hashes), song_id)
+        # One more in the shortlist: the song itself may be stored already (ingested again).
+        hits = _without(scored_hits(query, remembering, CHUNK_LOOKUP_BUDGET, CANDIDATES_PER_CHUNK + 1), song_id)
         for candidate in candidates(query, hits, limit=CANDIDATES_PER_CHUNK):
             if _beats_chance(candidate.matches, candidate.background, int(inside.sum())):
                 votes[candidate.song_id].append(candidate.offset_seconds)

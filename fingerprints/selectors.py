@@ -11,7 +11,8 @@ import numpy.typing as npt
 from django.conf import settings
 
 from embeddings.base import SAMPLE_RATE
-from fingerprints.index import FingerprintIndex, Hits, get_fingerprint_index
+from fingerprints.index import FingerprintIndex, FingerprintLookup, Hits, SongLandmarks, get_fingerprint_index
+from fingerprints.index.postings import expand
 from fingerprints.landmarks import FRAME_SECONDS, QUERY_SHIFTS, Landmarks, query_landmarks
 
 # Offsets within this many frames of the best one (16 ms each) count towards it: frame grids never line up exactly.
@@ -208,6 +209,46 @@ def accepted(match: Match | None) -> Match | None:
     return match
 
 
+def verified_hits(query: Landmarks, stopped: npt.NDArray[np.uint32], songs: dict[UUID, SongLandmarks]) -> Hits:
+    """Every hit the query's hashes (but the `stopped` ones) have in these songs' stored landmarks: what a lookup
+    without a budget would have found in them."""
+    keep = ~np.isin(query.hashes, stopped) if stopped.size else np.ones(len(query), dtype=np.bool_)
+    positions = np.flatnonzero(keep)
+    order = positions[np.argsort(query.hashes[positions], kind="stable")]
+    wanted = query.hashes[order]
+    song_ids = list(songs)
+    if not song_ids or wanted.size == 0:
+        return Hits.empty()
+    hashes = np.concatenate([songs[s][0] for s in song_ids])
+    times = np.concatenate([songs[s][1] for s in song_ids]).astype(np.int64)
+    song = np.repeat(np.arange(len(song_ids), dtype=np.int64), [songs[s][0].size for s in song_ids])
+    first = np.searchsorted(wanted, hashes, side="left")
+    repeats = np.searchsorted(wanted, hashes, side="right") - first
+    total = int(repeats.sum())
+    return Hits(
+        song_ids=song_ids,
+        songs=np.repeat(song, repeats),
+        ref_times=np.repeat(times, repeats),
+        query_positions=order[expand(first, repeats, total)].astype(np.int64),
+        stopped=stopped,
+    )
+
+
+def scored_hits(query: Landmarks, index: FingerprintLookup, budget: int, shortlist_songs: int) -> Hits:
+    """The hits to score a query by, within a lookup `budget` (0: none).
+
+    A lookup within its budget reads only the query's rarest hashes: a sample of the hits, enough to tell which
+    few songs can be the answer but not how well each matches. The `shortlist_songs` best of them are then matched
+    against every hash of the query from their own stored landmarks, so they are scored as a lookup without a
+    budget would score them, at a cost bounded by the query and the shortlist rather than by the catalog.
+    """
+    hits = index.lookup(query.hashes, budget=budget)
+    if not hits.partial:
+        return hits
+    shortlisted = [c.song_id for c in candidates(query, hits, limit=shortlist_songs)]
+    return verified_hits(query, hits.stopped, index.landmarks_of(shortlisted))
+
+
 def identify(
     samples: npt.NDArray[np.floating], *, index: FingerprintIndex | None = None, live: LiveFilter | None = None
 ) -> Match | None:
@@ -222,5 +263,7 @@ def identify(
     query = query_landmarks(samples[: int(settings.FINGERPRINT_MAX_QUERY_SECONDS * SAMPLE_RATE)])
     if len(query) == 0:
         return None
-    hits = (index or get_fingerprint_index()).lookup(query.hashes)
+    hits = scored_hits(
+        query, index or get_fingerprint_index(), settings.FINGERPRINT_LOOKUP_BUDGET, settings.FINGERPRINT_SHORTLIST
+    )
     return accepted(best_match(query, hits, live))

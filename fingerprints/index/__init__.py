@@ -8,13 +8,16 @@ An index maps landmark hashes to (song, anchor frame). Backends follow the vecto
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, overload
 from uuid import UUID
 
 import numpy as np
 import numpy.typing as npt
 from django.conf import settings
+
+# A song's stored landmarks: (hashes, anchor frames), in time order.
+SongLandmarks = tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]
 
 
 class FingerprintIndexError(Exception):
@@ -60,15 +63,25 @@ class SongIds(Sequence[UUID]):
         return True
 
 
+def _no_hashes() -> npt.NDArray[np.uint32]:
+    return np.empty(0, dtype=np.uint32)
+
+
 @dataclass(frozen=True)
 class Hits:
     """Index entries whose hash equals one of the query's: entry i is song `song_ids[songs[i]]` at frame
-    `ref_times[i]`, and matched the query hash at position `query_positions[i]`."""
+    `ref_times[i]`, and matched the query hash at position `query_positions[i]`.
+
+    `stopped`: the query's hashes left out for being too common (the stop list); `partial`: a lookup budget left out
+    rarer ones too, so the hits are a sample to shortlist songs from, not every entry (see `selectors.scored_hits`).
+    """
 
     song_ids: Sequence[UUID]
     songs: npt.NDArray[np.int64]
     ref_times: npt.NDArray[np.int64]
     query_positions: npt.NDArray[np.int64]
+    stopped: npt.NDArray[np.uint32] = field(default_factory=_no_hashes)
+    partial: bool = False
 
     def __len__(self) -> int:
         return int(self.songs.size)
@@ -86,17 +99,26 @@ class IndexStats:
     bytes: int  # memory (local) or storage (atlas) the index takes, as far as the backend can tell
 
 
-class FingerprintIndex(Protocol):
+class FingerprintLookup(Protocol):
+    """What identification reads: postings by hash, and the stored landmarks of a few songs."""
+
+    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
+        """Every stored landmark whose hash is among `hashes`, but those of hashes over the stop limit; with a
+        `budget` (> 0), only the rarest hashes, as many as keep the hits within it."""
+        ...
+
+    def landmarks_of(self, song_ids: Sequence[UUID]) -> dict[UUID, SongLandmarks]:
+        """The stored (hashes, anchor frames) of these songs, in time order; songs without any are left out."""
+        ...
+
+
+class FingerprintIndex(FingerprintLookup, Protocol):
     def add(self, song_id: UUID, hashes: npt.NDArray[np.uint32], times: npt.NDArray[np.uint32]) -> None:
         """Store the song's landmarks (hash, anchor frame), replacing any it had."""
         ...
 
     def remove(self, song_id: UUID) -> None:
         """Forget the song's landmarks; a song without any is not an error."""
-        ...
-
-    def lookup(self, hashes: npt.NDArray[np.uint32]) -> Hits:
-        """Every stored landmark whose hash is among `hashes`."""
         ...
 
     def song_ids(self) -> list[UUID]:
@@ -126,12 +148,6 @@ def get_fingerprint_index() -> FingerprintIndex:
 # (at 1,000 songs, 16 x the average kept 24 of 40 noisy clips identified; this share keeps 39). Never below STOP_MIN.
 STOP_SHARE = 2.5e-5
 STOP_MIN = 64
-
-
-# With a budget (> 0), a lookup reads at most this many hits (a hash's entries times its repeats in the query),
-# rarest hashes first: its cost is then bounded by the budget, not the catalog. Off: with pair hashes a budget that
-# bounds a 100k-song catalog's lookups drops most of a clip's matches (see README, "Identifying a clip").
-LOOKUP_BUDGET = 0
 
 
 def stop_limit(landmarks: int) -> int:

@@ -11,7 +11,7 @@ with the same code.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 import numpy as np
@@ -20,12 +20,12 @@ from django.db import transaction
 
 from derived.services import record_change
 from derived.store import Part, SegmentStore, Snapshot, StoreBusy, ids_array
-from fingerprints import index
 from fingerprints.index import (
     FingerprintIndexError,
     FingerprintIndexUnavailable,
     Hits,
     IndexStats,
+    SongLandmarks,
     check_landmarks,
     stop_limit,
 )
@@ -43,11 +43,11 @@ def stats_of(snapshot: Snapshot[PostingSegment], nbytes: int) -> IndexStats:
     return IndexStats(songs=songs, hashes=hashes, bytes=nbytes)
 
 
-def stopped_lookup(snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32]) -> Hits:
+def stopped_lookup(snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
     """Lookup with the stop list for the snapshot's size (hashes far more common than average are skipped), within
-    LOOKUP_BUDGET hits."""
+    `budget` hits if > 0."""
     landmarks = sum(part.segment.landmarks for part in snapshot.parts)
-    return lookup(snapshot, hashes, stop_limit(landmarks), index.LOOKUP_BUDGET)
+    return lookup(snapshot, hashes, stop_limit(landmarks), budget)
 
 
 class MemoryFingerprintIndex:
@@ -56,19 +56,23 @@ class MemoryFingerprintIndex:
 
     def __init__(self) -> None:
         self.parts: list[Part[PostingSegment]] = []
+        self.stored: dict[UUID, SongLandmarks] = {}
 
     def add(self, song_id: UUID, hashes: npt.NDArray[np.uint32], times: npt.NDArray[np.uint32]) -> None:
         self.add_many([(song_id, hashes, times)])
 
     def add_many(self, songs: Iterable[tuple[UUID, npt.ArrayLike, npt.ArrayLike]]) -> None:
         items = [(song_id, check_landmarks(h, t)) for song_id, h, t in songs]
-        for song_id, _ in items:
+        for song_id, (h, t) in items:
             self.remove(song_id)
+            order = np.argsort(t, kind="stable")
+            self.stored[song_id] = (h[order], t[order])
         if items:
             segment = segment_of(build(items))
             self.parts.append(Part(name=str(len(self.parts)), segment=segment, alive=np.ones(len(items), np.bool_)))
 
     def remove(self, song_id: UUID) -> None:
+        self.stored.pop(song_id, None)
         wanted = ids_array([song_id])
         for part in self.parts:
             part.alive[np.isin(part.segment.song_ids, wanted)] = False
@@ -80,8 +84,11 @@ class MemoryFingerprintIndex:
             for row in np.flatnonzero(part.alive)
         ]
 
-    def lookup(self, hashes: npt.NDArray[np.uint32]) -> Hits:
-        return stopped_lookup(Snapshot(tuple(self.parts)), hashes)
+    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
+        return stopped_lookup(Snapshot(tuple(self.parts)), hashes, budget)
+
+    def landmarks_of(self, song_ids: Sequence[UUID]) -> dict[UUID, SongLandmarks]:
+        return {song_id: self.stored[song_id] for song_id in song_ids if song_id in self.stored}
 
     def stats(self) -> IndexStats:
         snapshot = Snapshot(tuple(self.parts))
@@ -139,8 +146,15 @@ class LocalFingerprintIndex:
         except StoreBusy as exc:
             raise FingerprintIndexUnavailable(str(exc)) from exc
 
-    def lookup(self, hashes: npt.NDArray[np.uint32]) -> Hits:
-        return stopped_lookup(self.snapshot(), hashes)
+    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
+        return stopped_lookup(self.snapshot(), hashes, budget)
+
+    def landmarks_of(self, song_ids: Sequence[UUID]) -> dict[UUID, SongLandmarks]:
+        """From the database, the durable copy: a shortlist's few songs, read by their unique key."""
+        rows = SongFingerprints.objects.filter(song_id__in=list(song_ids), algorithm=ALGORITHM)
+        return {
+            song_id: unpack(bytes(data), count) for song_id, count, data in rows.values_list("song_id", "count", "data")
+        }
 
     def song_ids(self) -> list[UUID]:
         return list(SongFingerprints.objects.filter(algorithm=ALGORITHM).values_list("song_id", flat=True))

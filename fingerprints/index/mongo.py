@@ -5,7 +5,8 @@ Collection FINGERPRINT_COLLECTION (default `fingerprints`) holds one document pe
 (lookups) and `(s, g)` (replacing and removing a song). Collection `<FINGERPRINT_COLLECTION>_hashes` holds one
 document per stored hash, `{_id: hash, n: landmarks with that hash}`, so a lookup skips common hashes on the server
 without reading their postings. Collection `<FINGERPRINT_COLLECTION>_songs` holds one document per song,
-`{_id: song id, n: landmarks, g: generation, a: algorithm}`, for counts and stats.
+`{_id: song id, n: landmarks, g: generation, a: algorithm, p: packed landmarks}`, for counts, stats and the
+shortlist of a lookup within a budget (`p` is `fingerprints.index.local.pack`'s bytes: about 4 bytes per landmark).
 
 Adding a song inserts its documents under a new generation and only then deletes the older generations, so a song
 being replaced is never missing from lookups (for a moment it is there twice, which only doubles its own score).
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -35,9 +36,12 @@ from fingerprints.index import (
     FingerprintIndexUnavailable,
     Hits,
     IndexStats,
+    SongLandmarks,
     check_landmarks,
     stop_limit,
 )
+from fingerprints.index.local import pack, unpack
+from fingerprints.index.postings import over_budget
 from fingerprints.landmarks import ALGORITHM
 
 U32 = npt.NDArray[np.uint32]
@@ -122,6 +126,8 @@ class MongoFingerprintIndex:
     # --- writes ------------------------------------------------------------------------------------------------
 
     def add(self, song_id: UUID, hashes: npt.NDArray[np.uint32], times: npt.NDArray[np.uint32]) -> None:
+        from bson.binary import Binary
+
         h, t = check_landmarks(hashes, times)
         self.ensure_indexes()
         # Random, so two writers of one song never share a generation; int64 keeps every posting small.
@@ -131,9 +137,8 @@ class MongoFingerprintIndex:
                 self._count([(d["h"], len(d["t"])) for d in batch], +1)
                 self._hashes().insert_many(batch, ordered=False)
             song = _bson_uuid(song_id)
-            self._songs().replace_one(
-                {"_id": song}, {"_id": song, "n": int(h.size), "g": generation, "a": ALGORITHM}, upsert=True
-            )
+            document = {"_id": song, "n": int(h.size), "g": generation, "a": ALGORITHM, "p": Binary(pack(h, t))}
+            self._songs().replace_one({"_id": song}, document, upsert=True)
             self._drop({"s": song, "g": {"$ne": generation}})
         self._landmarks = None
 
@@ -207,16 +212,34 @@ class MongoFingerprintIndex:
         ]
         return list(self._counts().aggregate(pipeline))
 
-    def lookup(self, hashes: npt.NDArray[np.uint32]) -> Hits:
+    def _chosen(self, query: U32, limit: int, budget: int) -> tuple[U32, U32, bool]:
+        """Within a budget: (the query's hashes to read, those over the stop limit, whether the budget left some
+        out), from the counts alone; the postings of hashes left out are never read."""
+        unique, multiplicity = np.unique(query, return_counts=True)
+        counts: dict[int, int] = {}
+        for start in range(0, unique.size, _LOOKUP_BATCH):
+            wanted = [int(x) for x in unique[start : start + _LOOKUP_BATCH]]
+            for document in self._counts().find({"_id": {"$in": wanted}}, {"n": 1}):
+                counts[int(document["_id"])] = int(document["n"])
+        totals = np.fromiter((counts.get(int(h), 0) for h in unique), dtype=np.int64, count=unique.size)
+        stopped = totals > limit
+        left_out = over_budget(np.where(stopped, 0, totals), multiplicity.astype(np.int64), budget) & ~stopped
+        chosen = ~stopped & ~left_out & (totals > 0)
+        return unique[chosen], unique[stopped], bool(np.any(left_out & (totals > 0)))
+
+    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
         query = np.asarray(hashes, dtype=np.uint32)
         if query.size == 0:
             return Hits.empty()
         unique = np.unique(query)
+        stopped, partial = np.empty(0, dtype=np.uint32), False
         found_hashes: list[int] = []
         found_songs: list[UUID] = []
         found_times: list[list[int]] = []
         with _guard("look up fingerprints"):
             limit = stop_limit(self._stored_landmarks())
+            if budget > 0:
+                unique, stopped, partial = self._chosen(query, limit, budget)
             for start in range(0, unique.size, _LOOKUP_BATCH):
                 wanted = [int(x) for x in unique[start : start + _LOOKUP_BATCH]]
                 for document in self._postings(wanted, limit):
@@ -224,7 +247,8 @@ class MongoFingerprintIndex:
                     found_songs.append(_as_uuid(document["s"]))
                     found_times.append(document["t"])
         if not found_hashes:
-            return Hits.empty()
+            none = np.empty(0, dtype=np.int64)
+            return Hits(song_ids=[], songs=none, ref_times=none, query_positions=none, stopped=stopped, partial=partial)
         lengths = np.fromiter((len(t) for t in found_times), dtype=np.int64, count=len(found_times))
         entry_hash = np.repeat(np.asarray(found_hashes, dtype=np.int64), lengths)
         ref_times = np.fromiter((x for t in found_times for x in t), dtype=np.int64, count=int(lengths.sum()))
@@ -244,7 +268,32 @@ class MongoFingerprintIndex:
             songs=np.repeat(entry_song, repeats),
             ref_times=np.repeat(ref_times, repeats),
             query_positions=order[positions].astype(np.int64),
+            stopped=stopped,
+            partial=partial,
         )
+
+    def landmarks_of(self, song_ids: Sequence[UUID]) -> dict[UUID, SongLandmarks]:
+        """From the songs' documents; a song stored before they held its landmarks is read from its postings."""
+        found: dict[UUID, SongLandmarks] = {}
+        with _guard("read fingerprints"):
+            wanted = [_bson_uuid(song_id) for song_id in song_ids]
+            for document in self._songs().find({"_id": {"$in": wanted}, "a": ALGORITHM}):
+                song_id = _as_uuid(document["_id"])
+                if "p" in document:
+                    found[song_id] = unpack(bytes(document["p"]), int(document["n"]))
+                else:
+                    found[song_id] = self._from_postings(document["_id"], document["g"])
+        return found
+
+    def _from_postings(self, song: Any, generation: int) -> SongLandmarks:
+        hashes: list[int] = []
+        times: list[int] = []
+        for document in self._hashes().find({"s": song, "g": generation}, {"h": 1, "t": 1}):
+            hashes += [int(document["h"])] * len(document["t"])
+            times += [int(t) for t in document["t"]]
+        h, t = np.asarray(hashes, dtype=np.uint32), np.asarray(times, dtype=np.uint32)
+        order = np.argsort(t, kind="stable")
+        return h[order], t[order]
 
     def song_ids(self) -> list[UUID]:
         with _guard("list fingerprinted songs"):

@@ -255,10 +255,15 @@ def lookup(
         present = keys[at] == unique
         counts = np.where(present, part.segment.offsets[at + 1] - part.segment.offsets[at], 0)
         ranges.append((np.asarray(part.segment.offsets[at]), counts))
-    totals = sum(counts for _, counts in ranges)
-    skipped = totals > max_per_hash if max_per_hash > 0 else np.zeros(unique.size, dtype=np.bool_)
+    totals = np.zeros(unique.size, dtype=np.int64)
+    for _, counts in ranges:
+        totals += counts
+    stopped = totals > max_per_hash if max_per_hash > 0 else np.zeros(unique.size, dtype=np.bool_)
+    skipped = stopped.copy()
     if budget > 0:
-        skipped |= over_budget(np.where(skipped, 0, totals), multiplicity, budget)
+        skipped |= over_budget(np.where(stopped, 0, totals), multiplicity, budget)
+    # Hashes left out by the budget alone, and that some song holds: without them the hits are a sample.
+    partial = bool(np.any(skipped & ~stopped & (totals > 0)))
     if np.any(skipped):
         for _, counts in ranges:
             counts[skipped] = 0
@@ -289,7 +294,7 @@ def lookup(
         ref_times.append(position - segment.starts[song])
         which.append(unique_index)
     if not songs:
-        return Hits.empty()
+        return Hits(*_nothing(), stopped=unique[stopped], partial=partial)
     song = np.concatenate(songs)
     ref_time = np.concatenate(ref_times)
     unique_index = np.concatenate(which)
@@ -301,7 +306,14 @@ def lookup(
         songs=np.repeat(song, repeats),
         ref_times=np.repeat(ref_time, repeats),
         query_positions=order[expand(first[unique_index], repeats, total)].astype(np.int64),
+        stopped=unique[stopped],
+        partial=partial,
     )
+
+
+def _nothing() -> tuple[list[UUID], I64, I64, I64]:
+    none = np.empty(0, dtype=np.int64)
+    return [], none, none, none
 
 
 def over_budget(totals: I64, multiplicity: I64, budget: int) -> npt.NDArray[np.bool_]:

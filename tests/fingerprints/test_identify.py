@@ -181,3 +181,25 @@ def test_songs_the_live_filter_leaves_out_are_passed_over_for_the_next_song(cata
     assert len(asked) == 1 and gone in asked[0]
     # Without the filter the two copies tie, which is no confident answer.
     assert identify(clip) is None
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg encodes the MP3 queries")
+def test_a_lookup_budget_scores_the_shortlisted_songs_as_a_whole_lookup_would(
+    catalog: dict[int, uuid.UUID], settings: Any, tmp_path: Path
+) -> None:
+    clean = excerpt(song(13), 12.5, 6.0)
+    query = mp3_roundtrip(mix(clean, pink_noise(clean.size, seed=8), snr_db=5.0), "64k", tmp_path)
+    settings.FINGERPRINT_LOOKUP_BUDGET = 0
+    whole = identify(query)
+    # A budget far below the clip's hits: the shortlist comes from a sample, its songs are read from the database.
+    settings.FINGERPRINT_LOOKUP_BUDGET, settings.FINGERPRINT_SHORTLIST = 40, 2
+
+    sampled = identify(query)
+
+    assert whole is not None and whole.song_id == catalog[13]
+    assert sampled is not None and sampled.song_id == catalog[13]
+    assert (sampled.matches, sampled.offset_seconds, sampled.background) == (
+        whole.matches,
+        whole.offset_seconds,
+        whole.background,
+    )

@@ -16,6 +16,7 @@ from bson.binary import Binary
 from mockupdb import MockupDB, go
 
 from fingerprints.index import FingerprintIndexUnavailable, get_fingerprint_index, stop_limit
+from fingerprints.index.local import pack, unpack
 from fingerprints.index.mongo import MongoFingerprintIndex, close_clients
 from fingerprints.landmarks import ALGORITHM, landmarks
 from fingerprints.selectors import identify
@@ -107,7 +108,12 @@ def test_adding_counts_each_hash_inserts_one_document_per_hash_then_drops_older_
     assert command(request) == "update" and request["update"] == SONGS
     (update,) = request["updates"]
     assert update["q"] == {"_id": song} and update["upsert"] is True
-    assert dict(update["u"]) == {"_id": song, "n": 4, "g": generation, "a": ALGORITHM}
+    stored = dict(update["u"])
+    packed = stored.pop("p")
+    assert stored == {"_id": song, "n": 4, "g": generation, "a": ALGORITHM}
+    # The song's document holds its landmarks in time order, for a shortlist to be matched against.
+    h, t = unpack(bytes(packed), 4)
+    assert h.tolist() == [3, top, 7, 7] and t.tolist() == [10, 11, 12, 40]
     request.ok(n=1)
 
     # A new song has no older generation: nothing to delete, no count to lower.
@@ -293,6 +299,49 @@ def test_lookup_sends_the_query_hashes_in_batches(server: MockupDB, monkeypatch:
         cursor(request, [{"h": sent[-1][0], "s": Binary.from_uuid(uuid.uuid4()), "t": [0]}], COUNTS)
     assert sent == [[1, 3], [5]]
     assert len(future()) == 2
+
+
+def test_a_lookup_within_a_budget_reads_the_counts_then_joins_only_the_rarest_hashes(server: MockupDB) -> None:
+    index = get_fingerprint_index()
+    a = uuid.uuid4()
+    limit = stop_limit(1000)
+    # Hash 9 is in the query twice: its 30 entries cost 60 hits of the budget of 40.
+    future = go(index.lookup, np.array([9, 5, 9, 2, 4], dtype=np.uint32), 40)
+    cursor(server.receives(), [{"_id": None, "n": 1000}], SONGS)
+    request = server.receives()
+    assert request["find"] == COUNTS and request["filter"] == {"_id": {"$in": [2, 4, 5, 9]}}
+    cursor(request, [{"_id": 2, "n": 3}, {"_id": 5, "n": 30}, {"_id": 9, "n": 30}, {"_id": 4, "n": limit + 1}], COUNTS)
+    request = server.receives()
+    assert request["pipeline"] == lookup_pipeline([2, 5], limit)
+    cursor(request, [{"h": 2, "s": Binary.from_uuid(a), "t": [1, 2, 3]}], COUNTS)
+    hits = future()
+
+    assert len(hits) == 3 and hits.partial
+    assert hits.stopped.tolist() == [4]
+
+
+def test_a_shortlist_reads_its_songs_landmarks_from_their_documents(server: MockupDB) -> None:
+    index = get_fingerprint_index()
+    packed, old = uuid.uuid4(), uuid.uuid4()
+    future = go(index.landmarks_of, [packed, old])
+    request = server.receives()
+    assert request["find"] == SONGS
+    assert request["filter"] == {"_id": {"$in": [Binary.from_uuid(packed), Binary.from_uuid(old)]}, "a": ALGORITHM}
+    data = pack(np.array([8, 6], dtype=np.uint32), np.array([20, 10], dtype=np.uint32))
+    documents = [
+        {"_id": Binary.from_uuid(packed), "n": 2, "g": 1, "a": ALGORITHM, "p": Binary(data)},
+        {"_id": Binary.from_uuid(old), "n": 3, "g": 5, "a": ALGORITHM},  # stored before songs held their landmarks
+    ]
+    cursor(request, documents, SONGS)
+    request = server.receives()
+    assert request["find"] == COLLECTION and request["filter"] == {"s": Binary.from_uuid(old), "g": 5}
+    cursor(request, [{"h": 3, "t": [50, 7]}, {"h": 1, "t": [9]}])
+    found = future()
+
+    assert {k: (h.tolist(), t.tolist()) for k, (h, t) in found.items()} == {
+        packed: ([6, 8], [10, 20]),
+        old: ([3, 1, 3], [7, 9, 50]),
+    }
 
 
 def test_stats_count_the_postings_and_the_counts(server: MockupDB) -> None:

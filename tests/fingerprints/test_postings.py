@@ -216,6 +216,35 @@ def test_a_lookup_within_a_budget_reads_the_rarest_hashes_first() -> None:
     assert read([9, 3], budget=3) == {3: 3}
 
 
+def test_a_lookup_says_when_its_budget_left_hashes_out_and_which_the_stop_list_skipped() -> None:
+    common = stop_limit(0) + 1
+    hashes = np.repeat(np.asarray([1, 2, 3], dtype=np.uint32), [common, 10, 3])
+    index = MemoryFingerprintIndex()
+    index.add(uuid.uuid4(), hashes, np.arange(hashes.size, dtype=np.uint32))
+    query = np.asarray([1, 2, 3, 9], dtype=np.uint32)
+
+    whole = index.lookup(query, budget=13)
+    cut = index.lookup(query, budget=12)
+
+    assert not whole.partial and len(whole) == 13  # the stopped hash is not what a budget leaves out
+    assert cut.partial and len(cut) == 3
+    assert whole.stopped.tolist() == cut.stopped.tolist() == [1]
+    assert not index.lookup(query).partial
+
+
+def test_the_memory_index_gives_back_a_songs_landmarks_in_time_order() -> None:
+    index = MemoryFingerprintIndex()
+    kept, gone = uuid.uuid4(), uuid.uuid4()
+    index.add(kept, np.array([5, 6, 7], dtype=np.uint32), np.array([9, 1, 4], dtype=np.uint32))
+    index.add(gone, np.array([5], dtype=np.uint32), np.array([0], dtype=np.uint32))
+    index.remove(gone)
+
+    found = index.landmarks_of([kept, gone])
+
+    assert list(found) == [kept]
+    assert found[kept][0].tolist() == [6, 7, 5] and found[kept][1].tolist() == [1, 4, 9]
+
+
 def test_hits_name_their_songs_by_id_and_find_them_again() -> None:
     rng = np.random.default_rng(7)
     songs = {uuid.UUID(int=i << 64): random_song(rng, 200) for i in range(1, 5)}  # ids ending in zero bytes

@@ -1,4 +1,5 @@
-"""Scoring of lookup hits: the shortlist of coarse alignments names the same songs as scoring every hit."""
+"""Scoring of lookup hits: the shortlist of coarse alignments names the same songs as scoring every hit, and a
+lookup within a budget scores its shortlisted songs from every hit they have."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 
 from fingerprints import selectors
 from fingerprints.index import Hits
+from fingerprints.index.local import MemoryFingerprintIndex
 from fingerprints.landmarks import Landmarks
-from fingerprints.selectors import candidates
+from fingerprints.selectors import best_match, candidates, scored_hits
 
 
 def _hits(rng: np.random.Generator) -> tuple[Landmarks, Hits]:
@@ -46,3 +48,46 @@ def test_the_shortlist_names_the_same_best_songs_as_scoring_every_hit(monkeypatc
     assert [c.song_id for c in short[:2]] == [uuid.UUID(int=1234), uuid.UUID(int=77)]
     assert short[:2] == full[:2]
     assert short[0].offset_seconds == full[0].offset_seconds
+
+
+def test_scored_hits_within_a_budget_hold_every_hit_of_the_shortlisted_songs() -> None:
+    rng = np.random.default_rng(3)
+    index = MemoryFingerprintIndex()
+    songs = {
+        uuid.uuid4(): (
+            rng.integers(0, 3000, 400).astype(np.uint32),
+            np.sort(rng.integers(0, 4000, 400)).astype(np.uint32),
+        )
+        for _ in range(300)
+    }
+    index.add_many([(song_id, h, t) for song_id, (h, t) in songs.items()])
+    target = next(iter(songs))
+    h, t = songs[target]
+    # The query: 60 of the target's landmarks 1,000 frames in, among 300 unrelated ones.
+    picked = rng.choice(np.flatnonzero(t >= 1000), 60, replace=False)
+    query = Landmarks(
+        hashes=np.r_[h[picked], rng.integers(0, 3000, 300)].astype(np.uint32),
+        times=np.r_[t[picked] - 1000, rng.integers(0, 3000, 300)].astype(np.uint32),
+        peaks=0,
+        frames=3000,
+    )
+    whole = index.lookup(query.hashes)
+
+    scored = scored_hits(query, index, budget=len(whole) // 10, shortlist_songs=5)
+
+    assert not whole.partial
+    assert index.lookup(query.hashes, budget=len(whole) // 10).partial
+    shortlisted = set(scored.song_ids)
+    assert target in shortlisted and len(shortlisted) == 5
+    in_whole = {row for row in as_rows(whole) if row[0] in shortlisted}
+    assert as_rows(scored) == in_whole
+    best = best_match(query, scored)
+    assert best is not None and best.song_id == target and best.matches >= 60
+    assert best.offset_seconds == best_match(query, whole).offset_seconds  # type: ignore[union-attr]
+
+
+def as_rows(hits: Hits) -> set[tuple[uuid.UUID, int, int]]:
+    return {
+        (hits.song_ids[s], int(t), int(p))
+        for s, t, p in zip(hits.songs, hits.ref_times, hits.query_positions, strict=True)
+    }

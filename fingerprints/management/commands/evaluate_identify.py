@@ -42,7 +42,7 @@ from embeddings.base import SAMPLE_RATE, EmbeddingError
 from fingerprints.index import Hits
 from fingerprints.index.local import MemoryFingerprintIndex
 from fingerprints.landmarks import landmarks, query_landmarks
-from fingerprints.selectors import Match, accepted, best_match, candidates
+from fingerprints.selectors import Match, accepted, best_match, candidates, scored_hits
 
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".m4a", ".opus", ".aac", ".aif", ".aiff"}
 FloatArray = npt.NDArray[np.float32]
@@ -368,7 +368,11 @@ class Command(BaseCommand):
         began = time.perf_counter()
         # The same steps as fingerprints.selectors.identify, kept apart to study the unthresholded best match.
         query = query_landmarks(clip)
-        hits = index.lookup(query.hashes) if len(query) else Hits.empty()
+        hits = (
+            scored_hits(query, index, settings.FINGERPRINT_LOOKUP_BUDGET, settings.FINGERPRINT_SHORTLIST)
+            if len(query)
+            else Hits.empty()
+        )
         best = best_match(query, hits)
         predicted = accepted(best)
         ms = (time.perf_counter() - began) * 1000
