@@ -2,6 +2,7 @@
 
 Usage: python bench/scale.py --songs N [--web-workers 4] [--model features] [--requests 150] [--clip-requests 100]
                              [--real-songs 24] [--corpus /work/corpus] [--scratch-root /tmp] [--keep]
+                             [--reuse DIR]
 
 In a throwaway folder (production settings, SQLite, local storage, local vector and fingerprint indexes) it builds
 the catalog: N synthetic ready songs (and 1% failed ones) written in bulk: titles, artists, albums and sound tags,
@@ -13,7 +14,8 @@ SIGSTOP so it takes each connection), and prints one table: p50/p95 per endpoint
 connection each), each worker's RSS and PSS, what a fifth worker adds, the disk of each folder under VAR_DIR,
 the time a restarted worker takes to answer its first searches, the ingest of one more real song at N and in an
 empty catalog, and `check_consistency`. Clips are 10 s MP3s cut from the real songs. This prints figures; it is
-not a test.
+not a test. `--keep` leaves the folder in place; `--reuse DIR` serves and measures a kept one again without
+building it (a catalog of 100k songs takes most of an hour to build).
 """
 
 from __future__ import annotations
@@ -187,10 +189,14 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
     parser.add_argument("--scratch-root", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--keep", action="store_true", help="keep the throwaway folder")
+    parser.add_argument("--reuse", type=Path, default=None, help="a folder kept by --keep: measure it again")
     args = parser.parse_args()
 
     args.scratch_root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="resonance-scale-", dir=args.scratch_root))
+    if args.reuse:
+        scratch, args.keep = args.reuse.resolve(), True
+    else:
+        scratch = Path(tempfile.mkdtemp(prefix="resonance-scale-", dir=args.scratch_root))
     redis = RedisServer(scratch)
     env = production_env(
         scratch, EMBEDDING_MODEL=args.model, VECTOR_BACKEND="local", CELERY_BROKER_URL=redis.url, LOG_LEVEL="ERROR"
@@ -199,14 +205,20 @@ def main() -> None:
     tracks = list(scale_build.corpus_tracks(args.corpus))
     if len(tracks) <= args.real_songs:
         raise SystemExit(f"the corpus has {len(tracks)} usable tracks; --real-songs must be fewer")
-    extra = tracks[args.real_songs]  # ingested at the end, at N and in an empty catalog
+    extras = tracks[args.real_songs :]  # the first not in the catalog is ingested at the end, at N and in an empty one
     out = [f"N = {args.songs:,} ready songs (+1% failed), {args.web_workers} web workers, model {args.model}"]
     out.append(f"CPU: {cpu_flags()}")
     web = worker = None
     try:
         started = time.perf_counter()
-        out += build(args, env, tracks)
-        out.append(f"build total: {time.perf_counter() - started:.0f} s")
+        if args.reuse:
+            import django
+
+            django.setup()
+            out.append(f"reusing the catalog built in {scratch}")
+        else:
+            out += build(args, env, tracks)
+            out.append(f"build total: {time.perf_counter() - started:.0f} s")
         print("\n".join(out), flush=True)
         plan, owners = endpoints(args, tracks)
         from django.db import connections
@@ -225,7 +237,7 @@ def main() -> None:
         worker = start_worker(scratch / "worker.log", env)
         wait_listening(port, 120)
         out += measure(args, port, web.pid, plan, owners)
-        out += ingest_and_check(env, scratch, extra, args.model)
+        out += ingest_and_check(env, scratch, not_in_catalog(extras), args.model)
     except Failed as exc:
         out.append(f"FAILED: {exc}")
     finally:
@@ -310,6 +322,16 @@ def measure(
     return lines
 
 
+def not_in_catalog(tracks: list[Path]) -> Path:
+    from catalog.models import Song
+    from catalog.services import file_sha256
+
+    for path in tracks:
+        if not Song.objects.filter(sha256=file_sha256(path)).exists():
+            return path
+    raise SystemExit("every corpus track is in the catalog already: nothing left to ingest at N")
+
+
 def ingest_and_check(env: dict[str, str], scratch: Path, extra: Path, model: str) -> list[str]:
     var = Path(env["VAR_DIR"])
     database = Path(env["SQLITE_PATH"])
@@ -327,6 +349,7 @@ def ingest_and_check(env: dict[str, str], scratch: Path, extra: Path, model: str
 
     at_n = ingest(env)
     empty = production_env(scratch / "empty", EMBEDDING_MODEL=model, VECTOR_BACKEND="local", LOG_LEVEL="ERROR")
+    shutil.rmtree(scratch / "empty", ignore_errors=True)
     (scratch / "empty").mkdir()
     manage(empty, "migrate", "-v", "0")
     lines.append(f"\ningest of one more real song ({extra.name}), import_audio in a new process:")
