@@ -55,6 +55,13 @@ from bench.stack import production_env
 from tests.services import RedisServer, free_port, start_worker, stop_worker
 
 PAGE = 25  # API_PAGE_SIZE's default
+PROFILED = "profiled-songs.json"
+
+
+def profiled(args: argparse.Namespace) -> set[Path]:
+    """The corpus songs whose hash frequencies the synthetic songs were drawn from (recorded by the build)."""
+    record = args.scratch / PROFILED
+    return {Path(p) for p in json.loads(record.read_text())} if record.exists() else set()
 
 
 def cpu_flags() -> str:
@@ -102,7 +109,10 @@ def build(args: argparse.Namespace, env: dict[str, str], tracks: list[Path]) -> 
     call_command("collectstatic", interactive=False, verbosity=0)  # pages need the manifest with DEBUG off
     model = active_model_name()
     started = time.perf_counter()
-    hashes = scale_build.measure_hashes(tracks[: args.profile_songs])
+    # The profiled songs' own hashes are what the synthetic songs repeat: they are never ingested or queried.
+    profiled = tracks[-args.profile_songs :]
+    (args.scratch / PROFILED).write_text(json.dumps([str(p) for p in profiled]))
+    hashes = scale_build.measure_hashes(profiled)
     lines.append(f"hash model ({time.perf_counter() - started:.1f} s): {hashes.describe()}")
     started = time.perf_counter()
     times = scale_build.build_synthetic(args.songs, model, model_dim(model), hashes, args.build_processes)
@@ -133,7 +143,7 @@ def endpoints(args: argparse.Namespace, tracks: list[Path]) -> tuple[dict[str, l
     rng = random.Random(1)
     ready = list(Song.objects.filter(status=SongStatus.READY).values_list("id", flat=True))
     ids = [str(song_id) for song_id in rng.sample(ready, min(len(ready), 500))]
-    digests = {path: file_sha256(path) for path in tracks[: args.real_songs]}
+    digests = {path: file_sha256(path) for path in tracks[: args.real_songs] if path not in profiled(args)}
     real = dict(Song.objects.filter(status=SongStatus.READY, sha256__in=digests.values()).values_list("sha256", "id"))
     total = Song.objects.exclude(status=SongStatus.DELETING).count()
     deep = max(1, total // PAGE // 2)
@@ -184,7 +194,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=150, help="timed requests per endpoint")
     parser.add_argument("--clip-requests", type=int, default=100, help="timed similar-by-clip and identify requests")
     parser.add_argument("--real-songs", type=int, default=24)
-    parser.add_argument("--profile-songs", type=int, default=4, help="real songs whose hash frequencies are measured")
+    parser.add_argument(
+        "--profile-songs", type=int, default=40, help="corpus songs (the last ones) whose hash frequencies are measured"
+    )
     parser.add_argument("--build-processes", type=int, default=2)
     parser.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
     parser.add_argument("--scratch-root", type=Path, default=Path(tempfile.gettempdir()))
@@ -197,15 +209,17 @@ def main() -> None:
         scratch, args.keep = args.reuse.resolve(), True
     else:
         scratch = Path(tempfile.mkdtemp(prefix="resonance-scale-", dir=args.scratch_root))
+    args.scratch = scratch
     redis = RedisServer(scratch)
     env = production_env(
         scratch, EMBEDDING_MODEL=args.model, VECTOR_BACKEND="local", CELERY_BROKER_URL=redis.url, LOG_LEVEL="ERROR"
     )
     os.environ.update(env)
     tracks = list(scale_build.corpus_tracks(args.corpus))
-    if len(tracks) <= args.real_songs:
-        raise SystemExit(f"the corpus has {len(tracks)} usable tracks; --real-songs must be fewer")
-    extras = tracks[args.real_songs :]  # the first not in the catalog is ingested at the end, at N and in an empty one
+    if len(tracks) <= args.real_songs + args.profile_songs:
+        raise SystemExit(f"the corpus has {len(tracks)} usable tracks; --real-songs + --profile-songs must be fewer")
+    # The first not in the catalog is ingested at the end, at N and in an empty one.
+    extras = [path for path in tracks[args.real_songs :] if path not in profiled(args)]
     out = [f"N = {args.songs:,} ready songs (+1% failed), {args.web_workers} web workers, model {args.model}"]
     out.append(f"CPU: {cpu_flags()}")
     web = worker = None

@@ -205,8 +205,15 @@ class HashModel:
         return (
             f"{self.landmarks:,} landmarks of {self.songs} real songs: {self.per_second:.0f} per second, "
             f"{self.values.size:,} distinct hashes; the most common 1% of them carry "
-            f"{100 * self.top_share:.0f}% of landmarks"
+            f"{100 * self.top_share:.0f}% of landmarks; effective distinct values (1 / sum p^2) of the drawn hashes "
+            f"2^{np.log2(1 / self.collision()):.1f}"
         )
+
+    def collision(self) -> float:
+        """The chance that two drawn hashes are equal: sum p^2 over values, the smoothed share included."""
+        seen = np.diff(self.cdf, prepend=0.0)
+        high, low = np.diff(self.high_cdf, prepend=0.0), np.diff(self.low_cdf, prepend=0.0)
+        return float((1 - SMOOTHING) ** 2 * np.sum(seen**2) + SMOOTHING**2 * np.sum(high**2) * np.sum(low**2))
 
     def draw(self, rng: np.random.Generator, count: int) -> npt.NDArray[np.uint32]:
         seen = self.values[np.searchsorted(self.cdf, rng.random(count), side="right")]

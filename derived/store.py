@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import shutil
 import threading
@@ -91,6 +92,18 @@ def open_arrays(folder: Path, names: Sequence[str], what: str) -> tuple[dict[str
     except (OSError, ValueError) as exc:
         raise CorruptIndex(f"{what} segment {folder.name}: {exc}") from exc
     return arrays, nbytes
+
+
+def release(array: npt.NDArray[Any]) -> None:
+    """Drop a mapped array's pages from this process (the page cache keeps them for every process on the host).
+
+    A lookup reads a few entries here and there in a file of gigabytes; left mapped, every page it touched (and the
+    pages the kernel maps around each fault) would stay in the process and count against its memory, growing with
+    the lookups it served. Arrays that are not file mappings are left alone.
+    """
+    handle = getattr(array, "_mmap", None)
+    if isinstance(handle, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        handle.madvise(mmap.MADV_DONTNEED)
 
 
 def check_shapes(

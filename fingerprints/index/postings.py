@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from derived.store import BoolArray, CorruptIndex, IdArray, Snapshot, check_shapes, ids_array, open_arrays
+from derived.store import BoolArray, CorruptIndex, IdArray, Snapshot, check_shapes, ids_array, open_arrays, release
 from fingerprints.index import FingerprintIndexError, Hits, SongIds, check_landmarks
 from fingerprints.landmarks import ALGORITHM
 from fingerprints.models import SongFingerprints
@@ -278,6 +278,7 @@ def lookup(
             continue
         segment = part.segment
         position = segment.positions[expand(lo, counts, total)].astype(np.int64)
+        release(segment.positions)
         unique_index = np.repeat(np.arange(unique.size, dtype=np.int64), counts)
         song = np.searchsorted(segment.starts, position, side="right") - 1
         live = part.alive[song]
