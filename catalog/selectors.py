@@ -253,8 +253,10 @@ def identify_clip(path: Path) -> Identification | None:
     ready: dict[UUID, Song] = {}
 
     def live(song_ids: list[UUID]) -> set[UUID]:
-        # One query for the candidates; their rows are kept for the answer.
-        ready.update(Song.objects.filter(status=SongStatus.READY).in_bulk(song_ids))
+        # One query for the candidates, by primary key (with `status = ready` in the query, SQLite walks the status
+        # index over every ready song instead: 75 ms at 100k songs); their rows are kept for the answer.
+        rows = Song.objects.in_bulk(song_ids)
+        ready.update({pk: song for pk, song in rows.items() if song.status == SongStatus.READY})
         return set(ready)
 
     try:
