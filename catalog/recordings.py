@@ -41,7 +41,7 @@ MIN_CHUNK_SECONDS = 5.0
 CANDIDATES_PER_CHUNK = 8
 # A chunk's lookup reads at most this many hits, rarest hashes first (see fingerprints.selectors.scored_hits): the
 # same recording holds nearly every one of a chunk's landmarks, so its rarest few already name it.
-CHUNK_LOOKUP_BUDGET = 100_000
+CHUNK_LOOKUP_BUDGET = 25_000
 # Songs whose landmarks a song's chunks keep at hand: each chunk of a duplicate shortlists it again.
 _REMEMBERED_SONGS = 32
 # Two chunks vote for one alignment when their offsets differ by at most this.
