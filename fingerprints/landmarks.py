@@ -60,6 +60,8 @@ HASH_BITS = (MAX_BIN - 1).bit_length() + (2 * MAX_DF).bit_length() + MAX_DT.bit_
 # the analysis does not depend on the recording's level.
 FLOOR_RATIO = 3e-5
 _CHUNK_FRAMES = 8192
+# Anchors paired per step: bounds the candidate pairs held at once (anchors x peaks in a zone) for long audio.
+_ANCHORS_PER_STEP = 4096
 
 
 @dataclass(frozen=True)
@@ -176,28 +178,30 @@ def peaks(log_mag: npt.NDArray[np.float32], log_floor: float, density: Density) 
 def targets(t: IntArray, f: IntArray, fanout: int) -> tuple[IntArray, IntArray]:
     """Each peak (an anchor) with up to `fanout` of the next peaks in its target zone: (anchor, target) indices,
     grouped by anchor and in peak order within an anchor."""
-    n = t.size
-    anchors: list[IntArray] = []
-    found: list[IntArray] = []
-    taken = np.zeros(n, dtype=np.int64)
-    for k in range(1, n):
-        i = np.arange(n - k)
-        j = i + k
-        dt = t[j] - t[i]
-        open_ = (dt <= MAX_DT) & (taken[: n - k] < fanout)
-        if not np.any(open_):
-            break  # later peaks are only further away, and full anchors stay full
-        ok = open_ & (dt >= MIN_DT) & (np.abs(f[j] - f[i]) <= MAX_DF)
-        i, j = i[ok], j[ok]
-        anchors.append(i)
-        found.append(j)
-        taken[i] += 1
-    if not anchors:
+    # Peaks are in frame order, so an anchor's zone ends at the first peak more than MAX_DT frames after it.
+    end = np.searchsorted(t, t + MAX_DT, side="right")
+    pairs = [
+        _zone_pairs(t, f, end, lo, min(lo + _ANCHORS_PER_STEP, t.size), fanout)
+        for lo in range(0, t.size, _ANCHORS_PER_STEP)
+    ]
+    if not pairs:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    a = np.concatenate(anchors)
-    b = np.concatenate(found)
-    order = np.lexsort((b, a))
-    return a[order], b[order]
+    return np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
+
+
+def _zone_pairs(t: IntArray, f: IntArray, end: IntArray, lo: int, hi: int, fanout: int) -> tuple[IntArray, IntArray]:
+    """targets() for anchors lo..hi-1: every (i, i + k) inside i's zone, anchor-major, then the first `fanout`."""
+    anchors = np.arange(lo, hi, dtype=np.int64)
+    steps = np.arange(1, max(1, int((end[lo:hi] - anchors).max())), dtype=np.int64)
+    i = np.repeat(anchors, steps.size)
+    j = i + np.tile(steps, anchors.size)
+    inside = j < end[i]
+    i, j = i[inside], j[inside]
+    ok = (t[j] - t[i] >= MIN_DT) & (np.abs(f[j] - f[i]) <= MAX_DF)
+    i, j = i[ok], j[ok]
+    rank = np.arange(i.size) - np.searchsorted(i, i, side="left")  # the target's place among its anchor's
+    keep = rank < fanout
+    return i[keep], j[keep]
 
 
 def pair(t: IntArray, f: IntArray, fanout: int) -> tuple[UInt32Array, UInt32Array]:
