@@ -34,6 +34,10 @@ SHORTLIST_HITS = 50_000
 SHORTLIST_SIZE = 32
 COARSE_FRAMES = 4
 COARSE_BITS = 20
+# A budgeted lookup whose best song has fewer hits than this at one offset is made again with WIDER_BUDGET times
+# the budget: the clip's song may hold only hashes too common for the first budget to reach (see scored_hits).
+WEAK_SAMPLE = 10
+WIDER_BUDGET = 5
 # With a `live` filter, this many best songs are asked about at once, so dead ones are passed over in one query.
 LIVE_CANDIDATES = 8
 
@@ -245,12 +249,22 @@ def scored_hits(query: Landmarks, index: FingerprintLookup, budget: int, shortli
     few songs can be the answer but not how well each matches. The `shortlist_songs` best of them are then matched
     against every hash of the query from their own stored landmarks, so they are scored as a lookup without a
     budget would score them, at a cost bounded by the query and the shortlist rather than by the catalog.
+
+    When no song stands out in that sample (the best has fewer than WEAK_SAMPLE hits at one offset), the clip's
+    song may be one whose hashes are all common in the catalog, so the budget never reached them: the lookup is
+    made once more with WIDER_BUDGET times the budget. Only such clips (and clips of songs not in the catalog)
+    pay for it.
     """
     hits = index.lookup(query.hashes, budget=budget)
     if not hits.partial:
         return hits
-    shortlisted = [c.song_id for c in candidates(query, hits, limit=shortlist_songs)]
-    return verified_hits(query, hits.stopped, index.landmarks_of(shortlisted))
+    found = candidates(query, hits, limit=shortlist_songs)
+    if not found or found[0].matches < WEAK_SAMPLE:
+        wider = index.lookup(query.hashes, budget=budget * WIDER_BUDGET)
+        if not wider.partial:
+            return wider
+        hits, found = wider, candidates(query, wider, limit=shortlist_songs)
+    return verified_hits(query, hits.stopped, index.landmarks_of([c.song_id for c in found]))
 
 
 def identify(

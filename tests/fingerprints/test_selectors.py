@@ -91,3 +91,38 @@ def as_rows(hits: Hits) -> set[tuple[uuid.UUID, int, int]]:
         (hits.song_ids[s], int(t), int(p))
         for s, t, p in zip(hits.songs, hits.ref_times, hits.query_positions, strict=True)
     }
+
+
+def test_a_clip_whose_hashes_are_all_common_is_found_by_the_wider_lookup(monkeypatch: Any) -> None:
+    rng = np.random.default_rng(11)
+    index = MemoryFingerprintIndex()
+    common = np.arange(1000, dtype=np.uint32)  # about 30 songs hold each: read last within a budget
+    fillers = {
+        uuid.uuid4(): (
+            np.r_[rng.choice(common, 100), rng.integers(100_000, 1_000_000, 300)].astype(np.uint32),
+            rng.integers(0, 4000, 400).astype(np.uint32),
+        )
+        for _ in range(300)
+    }
+    target = uuid.uuid4()
+    h, t = rng.choice(common, 400).astype(np.uint32), np.sort(rng.integers(0, 4000, 400)).astype(np.uint32)
+    index.add_many([(song_id, hashes, times) for song_id, (hashes, times) in [*fillers.items(), (target, (h, t))]])
+    # The query: 60 of the target's landmarks among 300 whose rare hashes each point to one unrelated song.
+    picked = rng.choice(np.flatnonzero(t >= 1000), 60, replace=False)
+    rare = np.concatenate([hashes[100:] for hashes, _ in fillers.values()])
+    query = Landmarks(
+        hashes=np.r_[h[picked], rng.choice(rare, 300)].astype(np.uint32),
+        times=np.r_[t[picked] - 1000, rng.integers(0, 3000, 300)].astype(np.uint32),
+        peaks=0,
+        frames=3000,
+    )
+    budget = 300  # about the rare hashes' hits: one each in unrelated songs, none in the target
+
+    monkeypatch.setattr(selectors, "WIDER_BUDGET", 1)
+    narrow = best_match(query, scored_hits(query, index, budget=budget, shortlist_songs=5))
+    monkeypatch.setattr(selectors, "WIDER_BUDGET", 5)
+    best = best_match(query, scored_hits(query, index, budget=budget, shortlist_songs=5))
+
+    assert narrow is None or narrow.song_id != target
+    assert best is not None and best.song_id == target and best.matches >= 60
+    assert best.offset_seconds == best_match(query, index.lookup(query.hashes)).offset_seconds  # type: ignore[union-attr]
