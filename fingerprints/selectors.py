@@ -71,19 +71,23 @@ class Match:
 def shortlist(songs: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.bool_]:
     """Which hits belong to the songs of the `size` best coarse alignments, in one pass without sorting.
 
-    Hits are counted per (song, offset in COARSE_FRAMES), hashed into 2^COARSE_BITS counters: a song's best exact
-    alignment holds at least half its count in one coarse bin, so the songs worth scoring exactly are among those of
-    the fullest counters (a collision only adds songs to look at).
+    Hits are counted per (song, offset in COARSE_FRAMES), hashed into about twice as many counters as hits (at most
+    2^COARSE_BITS): a song's best exact alignment holds at least half its count in one coarse bin, so the songs worth
+    scoring exactly are among those of the fullest counters (a collision only adds songs to look at).
     """
+    bits = min(COARSE_BITS, max(12, (songs.size - 1).bit_length() + 1))
     key = (songs.astype(np.uint64) << np.uint64(32)) | ((offsets + 2**31) // COARSE_FRAMES).astype(np.uint64)
-    slot = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - COARSE_BITS)).astype(np.int64)
-    counts = np.bincount(slot, minlength=1 << COARSE_BITS)
-    # The least count among the `size` fullest counters (ties kept), from the histogram of counts: no selection sort.
-    fullest = np.cumsum(np.bincount(counts)[::-1])[::-1]
-    least = max(1, int(np.flatnonzero(fullest >= size)[-1]))  # fullest[c]: counters holding c or more
-    chosen = counts >= least
+    slot = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.int64)
+    counts = np.bincount(slot, minlength=1 << bits)
+    at_hit = counts[slot]
+    # Counters holding c hits, from the hits' own counts (a counter of c hits is seen c times): no pass over every
+    # counter, no selection sort.
+    seen = np.bincount(at_hit)
+    holding = seen // np.maximum(np.arange(seen.size), 1)
+    fullest = np.cumsum(holding[::-1])[::-1]  # fullest[c]: counters holding c or more
+    least = max(1, int(np.flatnonzero(fullest >= size)[-1])) if fullest[0] >= size else 1
     wanted = np.zeros(int(songs.max()) + 1, dtype=np.bool_)
-    wanted[songs[chosen[slot]]] = True
+    wanted[songs[at_hit >= least]] = True
     return wanted[songs]
 
 

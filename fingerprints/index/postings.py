@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -53,6 +54,47 @@ class PostingSegment:
     @property
     def landmarks(self) -> int:
         return int(self.positions.size)
+
+    @cached_property
+    def song_table(self) -> SongTable:
+        """Built once per process on first use (about 16 bytes per song)."""
+        return song_table(self.starts, int(self.starts[-1] + self.frames[-1]) if self.starts.size else 0)
+
+    def songs_at(self, positions: I64) -> I64:
+        """The song each position falls in: np.searchsorted(starts, positions, "right") - 1, several times faster
+        for many positions (a binary search over every song's start misses the cache at each step)."""
+        table = self.song_table
+        bucket = positions >> table.shift
+        song = table.first[bucket].astype(np.int64)
+        # Most buckets lie inside one song; only positions in a bucket where a song starts are searched further.
+        unsettled = np.flatnonzero(table.first[bucket + 1] != song)
+        if unsettled.size:
+            at = positions[unsettled]
+            lo, hi = song[unsettled], table.first[bucket[unsettled] + 1].astype(np.int64)
+            for _ in range(table.steps):  # the last song in [lo, hi] starting at or before the position
+                mid = (lo + hi + 1) >> 1
+                before = self.starts[mid] <= at
+                lo, hi = np.where(before, mid, lo), np.where(before, hi, mid - 1)
+            song[unsettled] = lo
+        return song
+
+
+@dataclass(frozen=True)
+class SongTable:
+    shift: int
+    first: npt.NDArray[np.int32]  # first[b]: the song holding position b << shift
+    steps: int  # halving steps that settle any bucket
+
+
+def song_table(starts: I64, end: int) -> SongTable:
+    """Buckets of 2**shift positions, a quarter to an eighth of the mean song, each knowing the song its first
+    position is in: about 6 int32 per song, and three positions in four settled by the table alone."""
+    mean = end // max(1, starts.size)
+    shift = max(0, mean.bit_length() - 3)
+    buckets = (end >> shift) + 1
+    first = np.searchsorted(starts, np.arange(buckets + 1, dtype=np.int64) << shift, side="right") - 1
+    widest = int(np.max(np.diff(first))) + 1 if first.size > 1 else 1  # songs a bucket's answer may be among
+    return SongTable(shift=shift, first=first.astype(np.int32), steps=widest.bit_length())
 
 
 def expand(starts: npt.NDArray[np.integer[Any]], counts: npt.NDArray[np.integer[Any]], total: int) -> I64:
@@ -280,7 +322,7 @@ def lookup(
         position = segment.positions[expand(lo, counts, total)].astype(np.int64)
         release(segment.positions)
         unique_index = np.repeat(np.arange(unique.size, dtype=np.int64), counts)
-        song = np.searchsorted(segment.starts, position, side="right") - 1
+        song = segment.songs_at(position)
         live = part.alive[song]
         position, unique_index, song = position[live], unique_index[live], song[live]
         if song.size == 0:

@@ -56,6 +56,19 @@ def test_lookup_returns_every_entry_with_a_query_hash_paired_with_each_query_pos
     assert as_set(hits) == brute_force(songs, query)
 
 
+def test_lookup_names_the_right_song_and_time_among_songs_of_very_different_lengths() -> None:
+    rng = np.random.default_rng(4)
+    songs = {}
+    for length in rng.choice([1, 2, 3, 40, 5000, 60000], 80):
+        times = np.sort(rng.integers(0, length, 30)).astype(np.uint32)  # a song lasts to its last landmark
+        songs[uuid.uuid4()] = (rng.integers(0, 200, 30).astype(np.uint32), times)
+    index = MemoryFingerprintIndex()
+    index.add_many([(k, h, t) for k, (h, t) in songs.items()])
+    query = rng.integers(0, 200, 50).astype(np.uint32)
+
+    assert as_set(lookup(_snapshot(index), query)) == brute_force(songs, query)
+
+
 def test_songs_added_one_by_one_are_found_like_songs_loaded_at_once() -> None:
     rng = np.random.default_rng(1)
     songs = {uuid.uuid4(): random_song(rng, n) for n in (20000, 50, 70, 3000, 10)}
