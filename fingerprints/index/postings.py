@@ -56,45 +56,64 @@ class PostingSegment:
         return int(self.positions.size)
 
     @cached_property
-    def song_table(self) -> SongTable:
-        """Built once per process on first use (about 16 bytes per song)."""
-        return song_table(self.starts, int(self.starts[-1] + self.frames[-1]) if self.starts.size else 0)
+    def song_table(self) -> SortedTable:
+        """Built once per process on first use: buckets of a quarter to an eighth of the mean song (about 6 int32
+        per song), so that three positions in four are settled by the table alone."""
+        end = int(self.starts[-1] + self.frames[-1]) if self.starts.size else 1
+        return sorted_table(self.starts, end, max(0, (end // max(1, self.starts.size)).bit_length() - 3))
+
+    @cached_property
+    def key_table(self) -> SortedTable:
+        """Built once per process on first use: about 64 keys per bucket (1 KB per 16,000 keys)."""
+        end = int(self.keys[-1]) + 1 if self.keys.size else 1
+        return sorted_table(self.keys, end, max(0, (64 * end // max(1, self.keys.size)).bit_length() - 1))
 
     def songs_at(self, positions: I64) -> I64:
-        """The song each position falls in: np.searchsorted(starts, positions, "right") - 1, several times faster
-        for many positions (a binary search over every song's start misses the cache at each step)."""
-        table = self.song_table
-        bucket = positions >> table.shift
-        song = table.first[bucket].astype(np.int64)
-        # Most buckets lie inside one song; only positions in a bucket where a song starts are searched further.
-        unsettled = np.flatnonzero(table.first[bucket + 1] != song)
-        if unsettled.size:
-            at = positions[unsettled]
-            lo, hi = song[unsettled], table.first[bucket[unsettled] + 1].astype(np.int64)
-            for _ in range(table.steps):  # the last song in [lo, hi] starting at or before the position
-                mid = (lo + hi + 1) >> 1
-                before = self.starts[mid] <= at
-                lo, hi = np.where(before, mid, lo), np.where(before, hi, mid - 1)
-            song[unsettled] = lo
-        return song
+        """The song each position falls in."""
+        return self.song_table.last_at_or_below(positions)
+
+    def key_ranges(self, hashes: U32) -> tuple[I64, I64]:
+        """Where each hash's postings begin in `positions`, and how many there are (0 for a hash not stored)."""
+        at = self.key_table.last_at_or_below(hashes.astype(np.int64))
+        found = np.maximum(at, 0)
+        present = (at >= 0) & (self.keys[found] == hashes)
+        starts = np.asarray(self.offsets[found])
+        return starts, np.where(present, self.offsets[found + 1] - starts, 0)
 
 
 @dataclass(frozen=True)
-class SongTable:
+class SortedTable:
+    """np.searchsorted(values, x, "right") - 1 over sorted non-negative `values`, read from a table of that answer
+    at every 2**shift-th value and a few halving steps inside one bucket: many times faster for many x than a binary
+    search over every value, which misses the cache at each step."""
+
+    values: npt.NDArray[Any]
     shift: int
-    first: npt.NDArray[np.int32]  # first[b]: the song holding position b << shift
-    steps: int  # halving steps that settle any bucket
+    first: npt.NDArray[np.int32]  # first[b]: the last value's index at or below b << shift (-1: none)
+    steps: int  # halving steps that settle the widest bucket
+
+    def last_at_or_below(self, x: I64) -> I64:
+        bucket = np.minimum(x >> self.shift, self.first.size - 2)
+        lo = self.first[bucket].astype(np.int64)
+        # Only x in a bucket where some value lies are searched further.
+        unsettled = np.flatnonzero(self.first[bucket + 1] != lo)
+        if unsettled.size:
+            at = x[unsettled]
+            low, high = lo[unsettled], self.first[bucket[unsettled] + 1].astype(np.int64)
+            for _ in range(self.steps):  # the last index in [low, high] whose value is at or below x
+                mid = (low + high + 1) >> 1
+                below = self.values[mid] <= at
+                low, high = np.where(below, mid, low), np.where(below, high, mid - 1)
+            lo[unsettled] = low
+        return lo
 
 
-def song_table(starts: I64, end: int) -> SongTable:
-    """Buckets of 2**shift positions, a quarter to an eighth of the mean song, each knowing the song its first
-    position is in: about 6 int32 per song, and three positions in four settled by the table alone."""
-    mean = end // max(1, starts.size)
-    shift = max(0, mean.bit_length() - 3)
+def sorted_table(values: npt.NDArray[Any], end: int, shift: int) -> SortedTable:
+    """The table of `values` (all below `end`) in buckets of 2**shift."""
     buckets = (end >> shift) + 1
-    first = np.searchsorted(starts, np.arange(buckets + 1, dtype=np.int64) << shift, side="right") - 1
-    widest = int(np.max(np.diff(first))) + 1 if first.size > 1 else 1  # songs a bucket's answer may be among
-    return SongTable(shift=shift, first=first.astype(np.int32), steps=widest.bit_length())
+    first = np.searchsorted(values, np.arange(buckets + 1, dtype=np.int64) << shift, side="right") - 1
+    widest = int(np.max(np.diff(first))) + 1  # indices a bucket's answer may be among
+    return SortedTable(values=values, shift=shift, first=first.astype(np.int32), steps=widest.bit_length())
 
 
 def expand(starts: npt.NDArray[np.integer[Any]], counts: npt.NDArray[np.integer[Any]], total: int) -> I64:
@@ -292,11 +311,7 @@ def lookup(
     multiplicity = np.diff(np.r_[first, ordered.size])
     ranges = []
     for part in parts:
-        keys = part.segment.keys
-        at = np.minimum(np.searchsorted(keys, unique), keys.size - 1)
-        present = keys[at] == unique
-        counts = np.where(present, part.segment.offsets[at + 1] - part.segment.offsets[at], 0)
-        ranges.append((np.asarray(part.segment.offsets[at]), counts))
+        ranges.append(part.segment.key_ranges(unique))
     totals = np.zeros(unique.size, dtype=np.int64)
     for _, counts in ranges:
         totals += counts
