@@ -141,9 +141,10 @@ def use_level(step: float, margin: float) -> None:
     """Make pair hashes carry 2 more bits: the target's log magnitude minus the anchor's, in 4 levels `step` apart
     (around 0); a query also hashes the next level where it is within `margin` of it (noise moves magnitudes)."""
 
-    def landmarks_8k(x: np.ndarray, density: lm.Density) -> lm.Landmarks:
-        log_mag, log_floor = lm.spectrogram(x)
-        t, f = lm.peaks(log_mag, log_floor, density)
+    def landmarks_of(
+        log_mag: np.ndarray, log_floor: float, density: lm.Density, surroundings: np.ndarray | None = None
+    ) -> lm.Landmarks:
+        t, f = lm.peaks(log_mag, log_floor, density, surroundings)
         a, b = lm.targets(t, f, density.fanout)
         df_bits, dt_bits = (2 * lm.MAX_DF).bit_length(), lm.MAX_DT.bit_length()
         base = (f[a] << (df_bits + dt_bits)) | ((f[b] - f[a] + lm.MAX_DF) << dt_bits) | (t[b] - t[a])
@@ -164,7 +165,7 @@ def use_level(step: float, margin: float) -> None:
             hashes[order].astype(np.uint32), times[order].astype(np.uint32), int(t.size), int(log_mag.shape[0])
         )
 
-    lm._landmarks_8k = landmarks_8k
+    lm._landmarks_of = landmarks_of
     lm.HASH_BITS = 25
 
 
@@ -324,8 +325,8 @@ HASHER = product_hasher
 
 
 def use_peak_cache(cache: Path) -> None:
-    """Make lm._landmarks_8k keep each audio's peaks (and refined positions) per density in `cache`, so that
-    trying hash layouts costs only the pairing: audio is recognised by a digest of its samples."""
+    """Make lm._landmarks_of keep each audio's peaks (and refined positions) per density in `cache`, so that
+    trying hash layouts costs only the pairing: audio is recognised by a digest of its spectrogram."""
     import hashlib
     import pickle
 
@@ -341,12 +342,13 @@ def use_peak_cache(cache: Path) -> None:
             stores[name] = pickle.loads(path.read_bytes()) if path.exists() else {}  # noqa: S301 (own cache)
         return stores[name]
 
-    def landmarks_8k(x: np.ndarray, density: lm.Density) -> lm.Landmarks:
+    def landmarks_of(
+        log_mag: np.ndarray, log_floor: float, density: lm.Density, surroundings: np.ndarray | None = None
+    ) -> lm.Landmarks:
         memo = store(density)
-        key = hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest()  # noqa: S324 (a cache key)
+        key = hashlib.sha1(np.ascontiguousarray(log_mag).tobytes()).hexdigest()  # noqa: S324 (a cache key)
         if key not in memo:
-            log_mag, log_floor = lm.spectrogram(x)
-            t, f = lm.peaks(log_mag, log_floor, density)
+            t, f = lm.peaks(log_mag, log_floor, density, surroundings)
             tf, ff = refine(log_mag, t, f)
             memo[key] = (t, f, tf, ff, np.int64(log_mag.shape[0]))
             dirty.add(next(n for n, m in stores.items() if m is memo))
@@ -359,7 +361,7 @@ def use_peak_cache(cache: Path) -> None:
             (cache / f"peaks-{name}.pkl").write_bytes(pickle.dumps(stores[name]))
         dirty.clear()
 
-    lm._landmarks_8k = landmarks_8k
+    lm._landmarks_of = landmarks_of
     use_peak_cache.save = save  # type: ignore[attr-defined]
 
 

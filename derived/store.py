@@ -55,8 +55,9 @@ INLINE_MERGE_BYTES = 64 << 20
 MERGE_RATIO = 0.5
 # ...and rewritten alone once this share of its rows is dead.
 DEAD_SHARE = 0.3
-# Merges stop at this size: a few large segments cost lookups little, and fingerprint positions are 32-bit.
-MAX_SEGMENT_BYTES = 4 << 30
+# Merges stop at this size. Each segment costs a lookup one read per query hash, so a 100k-song catalog's 11 GB of
+# fingerprints fit in one; formats bounded by something else count it in `merge_bytes` (see Segment).
+MAX_SEGMENT_BYTES = 16 << 30
 # Songs whose current data one sync reads at a time.
 _LOAD_CHUNK = 500
 
@@ -124,6 +125,12 @@ class Segment(Protocol):
     @property
     def nbytes(self) -> int:
         """Bytes on disk: what merging it costs."""
+        ...
+
+    @property
+    def merge_bytes(self) -> int:
+        """What the merge policy counts against MAX_SEGMENT_BYTES: `nbytes`, or more where the format bounds a
+        segment by something else (fingerprint positions are 32-bit frames)."""
         ...
 
 
@@ -506,7 +513,7 @@ def plan_merge(snapshot: Snapshot[Any], *, limit: int | None) -> tuple[int, int]
     fill up to it one after another and a catalog of B bytes ends near B / MAX_SEGMENT_BYTES segments.
     """
     parts = snapshot.parts
-    sizes = [part.segment.nbytes for part in parts]
+    sizes = [part.segment.merge_bytes for part in parts]
     cap = MAX_SEGMENT_BYTES if limit is None else min(limit, MAX_SEGMENT_BYTES)
     for start in range(len(parts)):
         stop, total = start + 1, sizes[start]

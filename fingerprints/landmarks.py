@@ -107,7 +107,39 @@ def downsample(samples: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
         raise ValueError("fingerprints need mono audio (a 1-d array)")
     if not np.all(np.isfinite(x)):
         raise ValueError("the audio contains NaN or infinite samples")
-    return signal.resample_poly(x, 1, DECIMATION).astype(np.float32, copy=False)
+    return _decimate(x)
+
+
+# resample_poly's anti-aliasing filter for 1/DECIMATION: 2 x 10 x DECIMATION + 1 Kaiser-windowed taps, reversed and
+# laid out as (taps per phase, phase), so each output is a dot product of phase rows with the input's phase columns.
+_HALF_TAPS = 10 * DECIMATION
+_TAPS = signal.firwin(2 * _HALF_TAPS + 1, 1.0 / DECIMATION, window=("kaiser", 5.0))[::-1]
+_PHASE_TAPS = -(-_TAPS.size // DECIMATION)
+_POLYPHASE = np.pad(_TAPS, (0, _PHASE_TAPS * DECIMATION - _TAPS.size)).astype(np.float32).reshape(_PHASE_TAPS, -1)
+# Outputs per step: bounds the (taps per phase x outputs) products held at once to about 5 MB.
+_DECIMATE_STEP = 1 << 16
+
+
+def _decimate(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """signal.resample_poly(x, 1, DECIMATION) to float32 rounding, 2-3x faster: resample_poly filters in float64
+    one output at a time, where this is one matrix product per step over the input's polyphase columns."""
+    n_out = -(-x.size // DECIMATION)
+    out = np.empty(n_out, dtype=np.float32)
+    for lo in range(0, n_out, _DECIMATE_STEP):
+        hi = min(n_out, lo + _DECIMATE_STEP)
+        # Input rows lo - _HALF_TAPS / DECIMATION onwards, zero outside x, as (phase, row) columns.
+        start = lo * DECIMATION - _HALF_TAPS
+        length = (hi - lo + _PHASE_TAPS) * DECIMATION
+        window = np.zeros(length, dtype=np.float32)
+        a, b = max(0, start), min(x.size, start + length)
+        if a < b:
+            window[a - start : b - start] = x[a:b]
+        products = _POLYPHASE @ np.ascontiguousarray(window.reshape(-1, DECIMATION).T)
+        step = out[lo:hi]
+        step[:] = products[0, : hi - lo]
+        for j in range(1, _PHASE_TAPS):
+            step += products[j, j : j + hi - lo]
+    return out
 
 
 def spectrogram(x: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], float]:
@@ -151,18 +183,30 @@ def _running_max(a: npt.NDArray[np.float32], radius: int, axis: int) -> npt.NDAr
     return cut(m, 0, a.shape[axis])
 
 
-def peaks(log_mag: npt.NDArray[np.float32], log_floor: float, density: Density) -> tuple[IntArray, IntArray]:
-    """(frames, bins) of the kept peaks, sorted by frame then bin."""
+def background(log_mag: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The moving average a peak must stand out from: BACKGROUND_FRAMES by BACKGROUND_BINS cells."""
+    smooth = ndimage.uniform_filter1d(log_mag, BACKGROUND_FRAMES, axis=0, mode="nearest")
+    return ndimage.uniform_filter1d(smooth, BACKGROUND_BINS, axis=1, mode="nearest")
+
+
+def peaks(
+    log_mag: npt.NDArray[np.float32],
+    log_floor: float,
+    density: Density,
+    surroundings: npt.NDArray[np.float32] | None = None,
+) -> tuple[IntArray, IntArray]:
+    """(frames, bins) of the kept peaks, sorted by frame then bin; `surroundings`: the `background()` to use, when
+    one at least as long is at hand (e.g. of the same audio on a frame grid moved by less than a frame)."""
     if log_mag.shape[0] == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     local_max = _running_max(_running_max(log_mag, density.peak_frames, 0), density.peak_bins, 1)
     is_max = log_mag == local_max
     is_max[:, :MIN_BIN] = False
     is_max &= log_mag > np.float32(log_floor + 0.5)
-    background = ndimage.uniform_filter1d(log_mag, BACKGROUND_FRAMES, axis=0, mode="nearest")
-    background = ndimage.uniform_filter1d(background, BACKGROUND_BINS, axis=1, mode="nearest")
-    is_max &= log_mag - background > np.float32(density.min_prominence)
-    t, f = np.nonzero(is_max)
+    around = background(log_mag) if surroundings is None else surroundings[: log_mag.shape[0]]
+    is_max &= log_mag - around > np.float32(density.min_prominence)
+    # flatnonzero: several times faster than a 2-d nonzero, same cells in the same (frame, bin) order.
+    t, f = np.divmod(np.flatnonzero(is_max), is_max.shape[1])
     if t.size == 0:
         return t.astype(np.int64), f.astype(np.int64)
     score = log_mag[t, f] + np.float32(TILT) * np.log(f.astype(np.float32))
@@ -212,26 +256,38 @@ def pair(t: IntArray, f: IntArray, fanout: int) -> tuple[UInt32Array, UInt32Arra
     return hashes.astype(np.uint32), t[a].astype(np.uint32)
 
 
-def _landmarks_8k(x: npt.NDArray[np.float32], density: Density) -> Landmarks:
-    log_mag, log_floor = spectrogram(x)
-    t, f = peaks(log_mag, log_floor, density)
+def _landmarks_of(
+    log_mag: npt.NDArray[np.float32],
+    log_floor: float,
+    density: Density,
+    surroundings: npt.NDArray[np.float32] | None = None,
+) -> Landmarks:
+    t, f = peaks(log_mag, log_floor, density, surroundings)
     hashes, times = pair(t, f, density.fanout)
     return Landmarks(hashes, times, peaks=int(t.size), frames=int(log_mag.shape[0]))
 
 
 def landmarks(samples: npt.NDArray[np.floating], density: Density | None = None) -> Landmarks:
     """The landmarks of a song (mono `SAMPLE_RATE` audio) for the index, in anchor-frame order."""
-    return _landmarks_8k(downsample(samples), density or REFERENCE)
+    return _landmarks_of(*spectrogram(downsample(samples)), density or REFERENCE)
 
 
 def query_landmarks(samples: npt.NDArray[np.floating], density: Density | None = None) -> Landmarks:
     """The landmarks of a query at every shift in `QUERY_SHIFTS`, without repeats, in anchor-frame order.
 
     A shift drops the first fraction of a hop, so frame k of a shifted pass starts (k + shift) hops in; its times
-    are still counted in whole frames (the error is below a frame, which matching tolerates).
+    are still counted in whole frames (the error is below a frame, which matching tolerates). Every pass measures
+    prominence against the first pass's background: an average over a second moves by nothing a sub-hop shift adds.
     """
     x = downsample(samples)
-    parts = [_landmarks_8k(x[round(shift * HOP) :], density or QUERY) for shift in QUERY_SHIFTS]
+    density = density or QUERY
+    parts = []
+    surroundings = None
+    for shift in QUERY_SHIFTS:
+        log_mag, log_floor = spectrogram(x[round(shift * HOP) :])
+        if surroundings is None or surroundings.shape[0] < log_mag.shape[0]:
+            surroundings = background(log_mag)
+        parts.append(_landmarks_of(log_mag, log_floor, density, surroundings))
     frames = max(p.frames for p in parts)
     peaks_found = max(p.peaks for p in parts)
     keys = np.unique(

@@ -56,6 +56,10 @@ class VectorSegment:
     scales: FloatArray
     nbytes: int
 
+    @property
+    def merge_bytes(self) -> int:
+        return self.nbytes
+
     def __len__(self) -> int:
         return int(self.song_ids.size)
 

@@ -25,7 +25,17 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from derived.store import BoolArray, CorruptIndex, IdArray, Snapshot, check_shapes, ids_array, open_arrays, release
+from derived.store import (
+    MAX_SEGMENT_BYTES,
+    BoolArray,
+    CorruptIndex,
+    IdArray,
+    Snapshot,
+    check_shapes,
+    ids_array,
+    open_arrays,
+    release,
+)
 from fingerprints.index import FingerprintIndexError, Hits, SongIds, check_landmarks
 from fingerprints.landmarks import ALGORITHM
 from fingerprints.models import SongFingerprints
@@ -35,8 +45,14 @@ I64 = npt.NDArray[np.int64]
 Payload = tuple[U32, U32]  # (hashes, anchor frames)
 
 _MAX_POSITION = 2**32 - 1
+# A segment counts at least this much per frame towards MAX_SEGMENT_BYTES, so no merge runs out of 32-bit positions
+# (a catalog of long, sparse songs, silence say, has fewer landmarks per frame than music's 1.7).
+_BYTES_PER_FRAME = MAX_SEGMENT_BYTES // _MAX_POSITION + 1
 # Landmarks per chunk when a rebuild reads every song, and per step when merging: bounds memory to a few hundred MB.
 _LANDMARKS_PER_CHUNK = 16_000_000
+# Up to this many keys (a few MB), a binary search over them for the query's sorted hashes stays in the CPU's
+# caches and beats the key table, whose halving steps are as many as its widest bucket needs.
+_SEARCHED_KEYS = 1 << 20
 _FILES = ("ids", "starts", "frames", "counts", "keys", "offsets", "positions")
 
 
@@ -54,6 +70,11 @@ class PostingSegment:
     @property
     def landmarks(self) -> int:
         return int(self.positions.size)
+
+    @property
+    def merge_bytes(self) -> int:
+        frames = int(self.starts[-1] + self.frames[-1]) if self.starts.size else 0
+        return max(self.nbytes, frames * _BYTES_PER_FRAME)
 
     @cached_property
     def song_table(self) -> SortedTable:
@@ -73,8 +94,12 @@ class PostingSegment:
         return self.song_table.last_at_or_below(positions)
 
     def key_ranges(self, hashes: U32) -> tuple[I64, I64]:
-        """Where each hash's postings begin in `positions`, and how many there are (0 for a hash not stored)."""
-        at = self.key_table.last_at_or_below(hashes.astype(np.int64))
+        """Where each hash's postings begin in `positions`, and how many there are (0 for a hash not stored);
+        `hashes` sorted."""
+        if self.keys.size <= _SEARCHED_KEYS:
+            at = np.searchsorted(self.keys, hashes, side="right") - 1
+        else:
+            at = self.key_table.last_at_or_below(hashes.astype(np.int64))
         found = np.maximum(at, 0)
         present = (at >= 0) & (self.keys[found] == hashes)
         starts = np.asarray(self.offsets[found])
