@@ -326,7 +326,7 @@ FINGERPRINT_MAX_QUERY_SECONDS = env_float("FINGERPRINT_MAX_QUERY_SECONDS", 30.0,
 # bounds its cost whatever the catalog's size; the FINGERPRINT_SHORTLIST songs they point to most are then matched
 # against all of the clip's hashes from their stored landmarks (see fingerprints.selectors.scored_hits).
 # bench/identify_scale.py measured a shortlist of 4 as accurate as 8 or 16 at 100k songs, in a fraction of the time.
-FINGERPRINT_LOOKUP_BUDGET = env_int("FINGERPRINT_LOOKUP_BUDGET", 200_000, minimum=0)
+FINGERPRINT_LOOKUP_BUDGET = env_int("FINGERPRINT_LOOKUP_BUDGET", 100_000, minimum=0)
 FINGERPRINT_SHORTLIST = env_int("FINGERPRINT_SHORTLIST", 4, minimum=1)
 # atlas: the MongoDB collection of landmarks (one document per song and hash, indexed on the hash).
 FINGERPRINT_COLLECTION = env_str("FINGERPRINT_COLLECTION", "fingerprints")

@@ -37,7 +37,7 @@ COARSE_BITS = 20
 # A budgeted lookup whose best song has fewer hits than this at one offset is made again with WIDER_BUDGET times
 # the budget: the clip's song may hold only hashes too common for the first budget to reach (see scored_hits).
 WEAK_SAMPLE = 10
-WIDER_BUDGET = 5
+WIDER_BUDGET = 10
 # With a `live` filter, this many best songs are asked about at once, so dead ones are passed over in one query.
 LIVE_CANDIDATES = 8
 
