@@ -9,6 +9,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum, Value
 from django.db.models.functions import Lower
 from django.http import Http404
@@ -50,6 +51,17 @@ def song_list(
     if tag:
         songs = songs.filter(_holding(tag, walk=songs_tagged(tag) > (_COUNT_WALK_ABOVE if to_count else _WALK_ABOVE)))
     return songs.order_by(SORTS.get(sort, "-created_at"), "id")
+
+
+def listed_count(status: str = "") -> int:
+    """How many songs `song_list(status=status)` holds, without a search or tag: the table's rows less those it
+    leaves out, which the status index finds directly (a few in a working catalog). A count with a condition reads
+    every row (16 ms at 100k songs on SQLite), where a bare count reads the table's pages (2 ms)."""
+    if status == SongStatus.DELETING:
+        return 0
+    left_out = [value for value in SongStatus.values if status and value != status] or [SongStatus.DELETING]
+    with transaction.atomic():  # one snapshot for both counts
+        return Song.objects.count() - Song.objects.filter(status__in=left_out).count()
 
 
 # A tag held by more songs than this is listed by walking the sort's index and checking each song's tags (a page
@@ -232,7 +244,7 @@ def shortfall_notice(missing: int) -> str:
 
 def ready_song_count() -> int:
     """How many songs can be searched by sound right now."""
-    return Song.objects.filter(status=SongStatus.READY).count()
+    return listed_count(SongStatus.READY)
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,11 @@ class SongPagination(PageNumberPagination):
     count_exact = True
 
     def paginate_queryset(self, queryset: Any, request: Request, view: APIView | None = None) -> Any:
+        known = getattr(view, "get_known_count", lambda: None)()  # e.g. a tag's songs, from the shared tag counts
         if not any(request.query_params.get(name, "").strip() for name in ("search", "tag")):
             self.count_exact = True
+            if known is not None:
+                self.django_paginator_class = partial(_CountedPaginator, count=known)  # type: ignore[assignment]
             return super().paginate_queryset(queryset, request, view)
         size = self.get_page_size(request) or 25
         try:
@@ -44,7 +47,6 @@ class SongPagination(PageNumberPagination):
         except ValueError:
             number = 1  # the paginator below refuses it with DRF's usual message
         limit = max(SEARCH_COUNT_LIMIT, min(number * size, _MAX_ROWS))
-        known = getattr(view, "get_known_count", lambda: None)()  # e.g. a tag's songs, from the shared tag counts
         if known is not None:
             found, limit = known, max(known, limit)
         else:

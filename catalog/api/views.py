@@ -130,9 +130,12 @@ class SongListApi(ListAPIView):
         return selectors.song_list(search=search, status=status_filter, tag=tag, to_count=True)
 
     def get_known_count(self) -> int | None:
-        """How many songs the list holds when that is known without counting: a tag alone, from the tag counts."""
+        """How many songs the list holds when that is known without counting every match: a tag alone, from the
+        tag counts; no search or tag, from the table's size (see selectors.listed_count)."""
         search, status_filter, tag = self.filters
-        return selectors.songs_tagged(tag) if tag and not search and not status_filter else None
+        if tag and not search and not status_filter:
+            return selectors.songs_tagged(tag)
+        return selectors.listed_count(status_filter) if not search and not tag else None
 
 
 class TagListApi(APIView):

@@ -1,4 +1,4 @@
-"""Reads of the catalog that are shared between requests: the tag counts."""
+"""Reads of the catalog that are shared between requests: the tag counts, the list's count."""
 
 from __future__ import annotations
 
@@ -81,3 +81,14 @@ def test_songs_being_deleted_are_left_out_of_the_tag_counts() -> None:
 
     assert selectors.tag_counts() == [("Music", 1)]
     assert selectors.songs_tagged("music") == 1 == len(selectors.song_list(tag="music"))
+
+
+@pytest.mark.parametrize("status", ["", *SongStatus.values])
+def test_the_list_count_is_the_number_of_songs_the_list_shows(status: str) -> None:
+    for value, many in zip(SongStatus.values, (2, 1, 3, 5, 1, 2), strict=True):
+        SongFactory.create_batch(many, status=value)
+
+    shown = selectors.song_list(status=status).count()
+
+    assert selectors.listed_count(status) == shown
+    assert shown == {"": 12, SongStatus.DELETING: 0}.get(status, shown)
