@@ -92,6 +92,26 @@ def matching(songs: QuerySet[Any], text: str, *, to_count: bool = False) -> Quer
     return songs.filter(query)
 
 
+def match_count(text: str, *, left_out: str, db: str = "default") -> int | None:
+    """How many songs match `text`, songs of status `left_out` not counted, when the index can tell without reading
+    the songs: on SQLite, the trigram index's matches less those of `left_out` songs (found from the status index: a
+    few at most). None where it cannot (PostgreSQL, text shorter than a trigram)."""
+    connection = connections[db]
+    if connection.vendor != "sqlite" or len(text) < TRIGRAM:
+        return None
+    phrase = '"' + text.replace('"', '""') + '"'
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM catalog_song_search_fts WHERE catalog_song_search_fts MATCH %s", [phrase])
+        matches = int(cursor.fetchone()[0])
+        cursor.execute(
+            "SELECT count(*) FROM catalog_song AS s WHERE s.status = %s AND EXISTS (SELECT 1 FROM catalog_song_search "
+            "AS m WHERE m.song_id = s.id AND m.docid IN "
+            "(SELECT rowid FROM catalog_song_search_fts WHERE catalog_song_search_fts MATCH %s))",
+            [left_out, phrase],
+        )
+        return matches - int(cursor.fetchone()[0])
+
+
 def _casefold(value: str | None) -> str | None:
     return value.lower() if value is not None else None
 

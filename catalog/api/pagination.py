@@ -47,8 +47,11 @@ class SongPagination(PageNumberPagination):
         except ValueError:
             number = 1  # the paginator below refuses it with DRF's usual message
         limit = max(SEARCH_COUNT_LIMIT, min(number * size, _MAX_ROWS))
+        matched = getattr(view, "get_match_count", lambda: None)() if known is None else None
         if known is not None:
             found, limit = known, max(known, limit)
+        elif matched is not None:
+            found = min(matched, limit + 1)  # said as a count stopping at the limit says it
         else:
             count_queryset = getattr(view, "get_count_queryset", None)  # the same songs, planned for counting
             counted = count_queryset() if count_queryset is not None else queryset

@@ -137,6 +137,11 @@ class SongListApi(ListAPIView):
             return selectors.songs_tagged(tag)
         return selectors.listed_count(status_filter) if not search and not tag else None
 
+    def get_match_count(self) -> int | None:
+        """How many songs a search alone matches, when the text index tells at once (SQLite)."""
+        search, status_filter, tag = self.filters
+        return selectors.search_match_count(search) if search and not status_filter and not tag else None
+
 
 class TagListApi(APIView):
     @extend_schema(summary="Most common sound tags", responses={200: TagListSerializer, **errors(e403=FORBIDDEN)})

@@ -206,3 +206,17 @@ def test_a_null_character_in_a_search_or_tag_is_a_bad_request(catalog, api, para
 
     assert response.status_code == 400
     assert "Null characters" in response.json()[param]
+
+
+def test_a_searchs_matches_are_counted_from_the_index_as_the_list_shows_them() -> None:
+    for n in range(4):
+        SongFactory.create(title=f"Blue {n}")
+    SongFactory.create(title="Blue Gone", status=SongStatus.DELETING)
+    SongFactory.create(artist="Deep Blue", status=SongStatus.FAILED)
+    SongFactory.create(title="Red")
+
+    counted = selectors.search_match_count("BLUE")
+
+    assert selectors.song_list(search="BLUE").count() == 5
+    assert counted == (None if on_postgres() else 5)  # PostgreSQL counts its matches by reading them
+    assert selectors.search_match_count("bl") is None  # shorter than a trigram: no index to count from
