@@ -108,8 +108,12 @@ def chunk_votes(
             continue
         chunks += 1
         query = Landmarks(hashes=hashes[inside], times=times[inside], peaks=0, frames=0)
-        # One more in the shortlist: the song itself may be stored already (ingested again).
-        hits = _without(scored_hits(query, remembering, CHUNK_LOOKUP_BUDGET, CANDIDATES_PER_CHUNK + 1), song_id)
+        # One more in the shortlist: the song itself may be stored already (ingested again). No wider lookup when
+        # no song stands out: a copy holds nearly all of the chunk's landmarks, so its rarest ones name it at once,
+        # and a new song (the usual case) would pay for one per chunk.
+        hits = _without(
+            scored_hits(query, remembering, CHUNK_LOOKUP_BUDGET, CANDIDATES_PER_CHUNK + 1, widen=False), song_id
+        )
         for candidate in candidates(query, hits, limit=CANDIDATES_PER_CHUNK):
             if _beats_chance(candidate.matches, candidate.background, int(inside.sum())):
                 votes[candidate.song_id].append(candidate.offset_seconds)

@@ -246,7 +246,9 @@ def verified_hits(query: Landmarks, stopped: npt.NDArray[np.uint32], songs: dict
     )
 
 
-def scored_hits(query: Landmarks, index: FingerprintLookup, budget: int, shortlist_songs: int) -> Hits:
+def scored_hits(
+    query: Landmarks, index: FingerprintLookup, budget: int, shortlist_songs: int, *, widen: bool = True
+) -> Hits:
     """The hits to score a query by, within a lookup `budget` (0: none).
 
     A lookup within its budget reads only the query's rarest hashes: a sample of the hits, enough to tell which
@@ -257,13 +259,18 @@ def scored_hits(query: Landmarks, index: FingerprintLookup, budget: int, shortli
     When no song stands out in that sample (the best has fewer than WEAK_SAMPLE hits at one offset), the clip's
     song may be one whose hashes are all common in the catalog, so the budget never reached them: the lookup is
     made once more with WIDER_BUDGET times the budget. Only such clips (and clips of songs not in the catalog)
-    pay for it.
+    pay for it. `widen=False` is for queries whose song, if any, holds nearly all their landmarks (a chunk of a
+    copy of a song): the sample then names it at once, so a weak sample is returned as it is, neither widened nor
+    scored exactly.
     """
     hits = index.lookup(query.hashes, budget=budget)
     if not hits.partial:
         return hits
     found = candidates(query, hits, limit=shortlist_songs)
-    if not found or found[0].matches < WEAK_SAMPLE:
+    weak = not found or found[0].matches < WEAK_SAMPLE
+    if weak and not widen:
+        return hits  # no song stands out, and none can hold nearly all of the query: nothing to score exactly
+    if weak:
         wider = index.lookup(query.hashes, budget=budget * WIDER_BUDGET)
         if not wider.partial:
             return wider

@@ -1,5 +1,5 @@
 """Scoring of lookup hits: the shortlist of coarse alignments names the same songs as scoring every hit, and a
-lookup within a budget scores its shortlisted songs from every hit they have."""
+lookup within a budget scores its shortlisted songs from every hit they have, widening a weak sample when asked."""
 
 from __future__ import annotations
 
@@ -93,7 +93,8 @@ def as_rows(hits: Hits) -> set[tuple[uuid.UUID, int, int]]:
     }
 
 
-def test_a_clip_whose_hashes_are_all_common_is_found_by_the_wider_lookup(monkeypatch: Any) -> None:
+def _common_hash_catalog() -> tuple[MemoryFingerprintIndex, uuid.UUID, Landmarks]:
+    """A catalog where one song holds only common hashes, and a query of it among rare hashes of other songs."""
     rng = np.random.default_rng(11)
     index = MemoryFingerprintIndex()
     common = np.arange(1000, dtype=np.uint32)  # about 30 songs hold each: read last within a budget
@@ -116,6 +117,11 @@ def test_a_clip_whose_hashes_are_all_common_is_found_by_the_wider_lookup(monkeyp
         peaks=0,
         frames=3000,
     )
+    return index, target, query
+
+
+def test_a_clip_whose_hashes_are_all_common_is_found_by_the_wider_lookup(monkeypatch: Any) -> None:
+    index, target, query = _common_hash_catalog()
     budget = 300  # about the rare hashes' hits: one each in unrelated songs, none in the target
 
     monkeypatch.setattr(selectors, "WIDER_BUDGET", 1)
@@ -126,3 +132,30 @@ def test_a_clip_whose_hashes_are_all_common_is_found_by_the_wider_lookup(monkeyp
     assert narrow is None or narrow.song_id != target
     assert best is not None and best.song_id == target and best.matches >= 60
     assert best.offset_seconds == best_match(query, index.lookup(query.hashes)).offset_seconds  # type: ignore[union-attr]
+
+
+class _Counting:
+    def __init__(self, index: MemoryFingerprintIndex) -> None:
+        self.index, self.lookups, self.read = index, 0, 0
+
+    def lookup(self, hashes: np.ndarray, budget: int = 0) -> Hits:
+        self.lookups += 1
+        return self.index.lookup(hashes, budget)
+
+    def landmarks_of(self, song_ids: Any) -> Any:
+        self.read += len(song_ids)
+        return self.index.landmarks_of(song_ids)
+
+
+def test_a_weak_sample_is_neither_widened_nor_scored_when_the_query_asks_for_copies_only() -> None:
+    index, target, query = _common_hash_catalog()
+    counting = _Counting(index)
+
+    hits = scored_hits(query, counting, budget=300, shortlist_songs=5, widen=False)
+
+    # One lookup and no stored landmarks read: no song in the sample can hold nearly all of the query.
+    assert (counting.lookups, counting.read) == (1, 0)
+    assert hits.partial and target not in {hits.song_ids[int(s)] for s in hits.songs}
+    widened = _Counting(index)
+    scored_hits(query, widened, budget=300, shortlist_songs=5)
+    assert widened.lookups == 2  # the default looks again, wider
