@@ -278,7 +278,7 @@ def identify_clip(path: Path) -> Identification | None:
         return set(ready)
 
     try:
-        match = fingerprint_identify(audio.samples, live=live)
+        match = fingerprint_identify(audio.samples, live=live, recording_of=recordings.recording_of)
     except FingerprintIndexError as exc:
         raise ServiceUnavailable(f"Identification is unavailable right now: {exc}") from exc
     if match is None:

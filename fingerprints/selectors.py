@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -43,6 +43,8 @@ LIVE_CANDIDATES = 8
 
 # Which of the given song ids may be answered (e.g. ready songs): the others' stored fingerprints are ignored.
 LiveFilter = Callable[[list[UUID]], set[UUID]]
+# The recording of each of the given songs that is known to share one with other songs (copies of one recording).
+RecordingOf = Callable[[list[UUID]], Mapping[UUID, Hashable]]
 
 
 @dataclass(frozen=True)
@@ -186,14 +188,25 @@ def confidence(matches: int, runner_up: int, query_hashes: int, background: int 
     return round(min(1.0, max(0.0, 1.0 - chance / matches)), 4)
 
 
-def best_match(query: Landmarks, hits: Hits, live: LiveFilter | None = None) -> Match | None:
-    """The best candidate with its confidence, before thresholds; with `live`, the best of the songs it keeps."""
-    found = candidates(query, hits, limit=2 if live is None else LIVE_CANDIDATES)
+def best_match(
+    query: Landmarks, hits: Hits, live: LiveFilter | None = None, recording_of: RecordingOf | None = None
+) -> Match | None:
+    """The best candidate with its confidence, before thresholds; with `live`, the best of the songs it keeps.
+
+    With `recording_of`, songs of the best song's recording are no rival to it: the clip is in each of them, so the
+    runner-up (what the best must stand above) is the best song of another recording.
+    """
+    asks = live is not None or recording_of is not None
+    found = candidates(query, hits, limit=LIVE_CANDIDATES if asks else 2)
     if live is not None and found:
         alive = live([c.song_id for c in found])
         found = [c for c in found if c.song_id in alive]
     if not found:
         return None
+    if recording_of is not None and len(found) > 1:
+        recordings = recording_of([c.song_id for c in found])
+        mine = recordings.get(found[0].song_id)
+        found = [found[0], *(c for c in found[1:] if mine is None or recordings.get(c.song_id) != mine)]
     best = found[0]
     runner_up = found[1] if len(found) > 1 else None
     second = runner_up.matches if runner_up else 0
@@ -279,13 +292,19 @@ def scored_hits(
 
 
 def identify(
-    samples: npt.NDArray[np.floating], *, index: FingerprintIndex | None = None, live: LiveFilter | None = None
+    samples: npt.NDArray[np.floating],
+    *,
+    index: FingerprintIndex | None = None,
+    live: LiveFilter | None = None,
+    recording_of: RecordingOf | None = None,
 ) -> Match | None:
     """The catalog song that mono 32 kHz `samples` were taken from, or None when no song is a confident match.
 
     Only the first FINGERPRINT_MAX_QUERY_SECONDS are used. `live`, when given, is called once with the best
     candidates' ids and returns those that may be named: the others (e.g. songs being deleted whose fingerprints
-    are still stored) are passed over for the next best, and are not counted as runner-up either. Raises ValueError
+    are still stored) are passed over for the next best, and are not counted as runner-up either. `recording_of`,
+    when given, names the recording of songs known to be copies of one: a copy of the best song is no rival to it
+    (see best_match). Raises ValueError
     for audio that is not a 1-d array of finite samples, and FingerprintIndexError (FingerprintIndexUnavailable:
     retry later) when the index fails.
     """
@@ -295,4 +314,4 @@ def identify(
     hits = scored_hits(
         query, index or get_fingerprint_index(), settings.FINGERPRINT_LOOKUP_BUDGET, settings.FINGERPRINT_SHORTLIST
     )
-    return accepted(best_match(query, hits, live))
+    return accepted(best_match(query, hits, live, recording_of))

@@ -103,6 +103,24 @@ def test_similar_by_clip_collapses_copies(catalog: dict[str, Song], api, tmp_pat
     assert ids <= {r["song"]["id"] for r in included.json()["results"]}
 
 
+def test_identify_names_a_recording_held_twice_and_its_runner_up_is_no_copy(
+    catalog: dict[str, Song], api, tmp_path: Path
+) -> None:
+    clip = audio.write(tmp_path / "clip.mp3", _song(1)[int(10 * audio.RATE) : int(20 * audio.RATE)])
+    copies = {str(catalog["original"].pk), str(catalog["copy"].pk)}
+
+    with clip.open("rb") as handle:
+        body = api.post("/api/identify/", {"clip": handle}, format="multipart").json()
+
+    # Both copies hold the clip; once linked, neither counts as the other's rival.
+    assert body["match"] is not None and body["match"]["song"]["id"] in copies
+    assert body["runner_up"] is None or body["runner_up"]["song"]["id"] not in copies
+    RecordingLink.objects.all().delete()
+    with clip.open("rb") as handle:
+        unlinked = api.post("/api/identify/", {"clip": handle}, format="multipart").json()
+    assert unlinked["match"] is None  # two songs about as good: no confident answer
+
+
 def test_the_duplicates_api_lists_the_other_copies(catalog: dict[str, Song], api) -> None:
     body = api.get(f"/api/songs/{catalog['original'].pk}/duplicates/").json()
 

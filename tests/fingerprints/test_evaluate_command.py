@@ -19,6 +19,7 @@ def test_evaluate_identify_reports_a_table_misses_and_one_json_line(tmp_path: Pa
     corpus = tmp_path / "corpus"
     for seed in (11, 12, 13):
         audio.write(corpus / "album" / f"song{seed}.wav", song(seed, seconds=12.0))
+    audio.write(corpus / "best-of" / "song11.wav", 0.5 * song(11, seconds=12.0)[16000:])  # the same recording
     audio.write(corpus / "album" / "silence.wav", np.zeros(32000 * 3, dtype=np.float32))
     # Music not in the catalog (on another beat: songs on one grid and scale share many chance alignments).
     audio.write(corpus / "held" / "unknown.wav", song(14, seconds=12.0, beat=0.3))
@@ -34,13 +35,14 @@ def test_evaluate_identify_reports_a_table_misses_and_one_json_line(tmp_path: Pa
     lines = out.getvalue().strip().splitlines()
     assert any("skipped album/silence.wav: the audio is silent" in line for line in lines)
     assert any("held out of the index: 1 files" in line for line in lines)
-    assert sum(" album/song1" in line for line in lines) >= 6  # one table row per query
+    assert any("linked as one recording: 2 tracks in 1 recordings" in line for line in lines)
+    assert sum(" album/song1" in line or " best-of/song11" in line for line in lines) >= 6  # a row per query
     summary = json.loads(lines[-1])
     assert set(summary) == {
-        "tracks", "queries", "seconds", "snr_db", "top1", "no_match", "wrong", "p50_ms", "p95_ms", "index_mb",
-        "ingest_s_per_track", "holdout_queries", "holdout_false_match",
+        "tracks", "queries", "seconds", "snr_db", "top1", "no_match", "wrong", "copies_named", "p50_ms", "p95_ms",
+        "index_mb", "ingest_s_per_track", "holdout_queries", "holdout_false_match",
     }  # fmt: skip
-    assert (summary["tracks"], summary["queries"], summary["seconds"], summary["snr_db"]) == (3, 6, 4.0, 5.0)
+    assert (summary["tracks"], summary["queries"], summary["seconds"], summary["snr_db"]) == (4, 6, 4.0, 5.0)
     assert summary["top1"] == 1.0 and summary["wrong"] == 0.0
     assert summary["holdout_queries"] == 3 and summary["holdout_false_match"] == 0.0
     assert summary["index_mb"] > 0 and summary["p95_ms"] >= summary["p50_ms"] > 0

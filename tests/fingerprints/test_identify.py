@@ -183,6 +183,26 @@ def test_songs_the_live_filter_leaves_out_are_passed_over_for_the_next_song(cata
     assert identify(clip) is None
 
 
+def test_copies_of_the_best_songs_recording_are_no_rival_to_it(catalog: dict[int, uuid.UUID]) -> None:
+    first, second, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    add_song_fingerprints(first, song(31))
+    add_song_fingerprints(second, mix(song(31), pink_noise(song(31).size, seed=2), snr_db=20.0))  # another copy
+    clip = excerpt(song(31), 7.0, 5.0)
+    asked: list[list[uuid.UUID]] = []
+
+    def recording_of(song_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        asked.append(song_ids)
+        return {song_id: 1 for song_id in song_ids if song_id in (first, second)} | {other: 2}
+
+    match = identify(clip, recording_of=recording_of)
+
+    assert match is not None and match.song_id == first
+    assert match.offset_seconds == pytest.approx(7.0, abs=0.1)
+    assert match.runner_up is None or match.runner_up.song_id not in (first, second)
+    assert len(asked) == 1 and {first, second} <= set(asked[0])
+    assert identify(clip) is None  # unlinked, the two copies are about as good: no confident answer
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg encodes the MP3 queries")
 def test_a_lookup_budget_scores_the_shortlisted_songs_as_a_whole_lookup_would(
     catalog: dict[int, uuid.UUID], settings: Any, tmp_path: Path

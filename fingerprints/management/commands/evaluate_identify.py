@@ -10,9 +10,11 @@ mixed with noise at the SNR (a random stretch of a random file under --noise, el
 the bitrate with ffmpeg (soundfile when ffmpeg is missing), decoded back, and identified with
 fingerprints.selectors. Files that cannot be decoded or have no landmarks (silence) are reported and skipped.
 
-A query is right when the predicted song is the track it was cut from, wrong when another song is predicted, and
-"no match" when nothing clears FINGERPRINT_MIN_MATCHES and FINGERPRINT_MIN_CONFIDENCE. The time per query covers
-fingerprinting the decoded clip, the lookup and the scoring. The output ends with one JSON line.
+Tracks holding one recording are linked as the catalog links them at ingest (catalog.recordings.find_same_recording
+against the same index), and identify is told those links, as the product's identify is. A query is right when the
+predicted song is the track it was cut from or a copy linked to it (counted apart), wrong when another song is
+predicted, and "no match" when nothing clears FINGERPRINT_MIN_MATCHES and FINGERPRINT_MIN_CONFIDENCE. The time per
+query covers fingerprinting the decoded clip, the lookup and the scoring. The output ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +44,7 @@ from embeddings.audio import SILENCE_PEAK, decode
 from embeddings.base import SAMPLE_RATE, EmbeddingError
 from fingerprints.index import Hits
 from fingerprints.index.local import MemoryFingerprintIndex
-from fingerprints.landmarks import landmarks, query_landmarks
+from fingerprints.landmarks import FRAME_SECONDS, Landmarks, landmarks, query_landmarks
 from fingerprints.selectors import Match, accepted, best_match, candidates, scored_hits
 
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".m4a", ".opus", ".aac", ".aif", ".aiff"}
@@ -71,14 +74,21 @@ class Outcome:
     query_hashes: int
     ms: float
     cpu_ms: float
+    copies: frozenset[uuid.UUID] = frozenset()  # the other tracks linked to this one as the same recording
 
     @property
     def right(self) -> bool:
-        return self.predicted is not None and self.predicted.song_id == self.track.song_id
+        return self.predicted is not None and (
+            self.predicted.song_id == self.track.song_id or self.predicted.song_id in self.copies
+        )
+
+    @property
+    def copy_named(self) -> bool:
+        return self.predicted is not None and self.predicted.song_id in self.copies
 
     @property
     def wrong(self) -> bool:
-        return self.predicted is not None and self.predicted.song_id != self.track.song_id
+        return self.predicted is not None and not self.right
 
     @property
     def offset_error(self) -> float | None:
@@ -110,6 +120,26 @@ def ingest_file(path: Path, workdir: Path, max_seconds: float) -> Track:
     track.pcm = workdir / f"{track.song_id}.npy"
     np.save(track.pcm, np.round(np.clip(audio.samples, -1, 1) * 32767).astype(np.int16))
     return track
+
+
+def link_recordings(tracks: list[Track], index: MemoryFingerprintIndex) -> dict[uuid.UUID, int]:
+    """The recording of each track found to share one with another, as the ingest's same-recording step finds it."""
+    from catalog.recordings import find_same_recording  # the product's step, run against this index
+
+    lengths = {t.song_id: t.seconds for t in tracks}
+    group = {t.song_id: i for i, t in enumerate(tracks)}
+    for t in tracks:
+        if t.hashes is None or t.times is None:
+            continue
+        found = Landmarks(t.hashes, t.times, peaks=0, frames=round(t.seconds / FRAME_SECONDS))
+        match = find_same_recording(
+            t.song_id, found, durations=lambda ids: {i: lengths[i] for i in ids if i in lengths}, index=index
+        )
+        if match is not None:
+            old, new = group[match.song_id], group[t.song_id]
+            group = {song_id: new if g == old else g for song_id, g in group.items()}
+    sizes = Counter(group.values())
+    return {song_id: g for song_id, g in group.items() if sizes[g] > 1}
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> FloatArray:
@@ -303,8 +333,13 @@ class Command(BaseCommand):
                 (t.song_id, t.hashes, t.times) for t in indexed if t.hashes is not None and t.times is not None
             )
             add_s = time.perf_counter() - add_started
+            recording = link_recordings(indexed, index)
             if pattern:
                 self.stdout.write(f"held out of the index: {len(held)} files matching {pattern!r}")
+            if recording:
+                self.stdout.write(
+                    f"linked as one recording: {len(recording)} tracks in {len(set(recording.values()))} recordings"
+                )
             for t in tracks:
                 if t.problem:
                     self.stdout.write(f"skipped {t.path.relative_to(corpus)}: {t.problem}")
@@ -345,7 +380,8 @@ class Command(BaseCommand):
                 clips = list(pool.map(_make_query_job, jobs, chunksize=4))
 
             outcomes = [
-                self._identify(index, track, start, clip) for (track, start), clip in zip(plan, clips, strict=True)
+                self._identify(index, recording, track, start, clip)
+                for (track, start), clip in zip(plan, clips, strict=True)
             ]
             outcomes, unknown_outcomes = outcomes[: len(plan) - len(unknown)], outcomes[len(plan) - len(unknown) :]
 
@@ -363,7 +399,14 @@ class Command(BaseCommand):
                 ingest_per_track,
             )
 
-    def _identify(self, index: MemoryFingerprintIndex, track: Track, start: float, clip: FloatArray) -> Outcome:
+    def _identify(
+        self,
+        index: MemoryFingerprintIndex,
+        recording: dict[uuid.UUID, int],
+        track: Track,
+        start: float,
+        clip: FloatArray,
+    ) -> Outcome:
         cpu_began = time.thread_time()
         began = time.perf_counter()
         # The same steps as fingerprints.selectors.identify, kept apart to study the unthresholded best match.
@@ -373,11 +416,14 @@ class Command(BaseCommand):
             if len(query)
             else Hits.empty()
         )
-        best = best_match(query, hits)
+        best = best_match(query, hits, recording_of=lambda ids: {i: recording[i] for i in ids if i in recording})
         predicted = accepted(best)
         ms = (time.perf_counter() - began) * 1000
         cpu_ms = (time.thread_time() - cpu_began) * 1000
-        return Outcome(track, start, predicted, best, true_matches(query, hits, track.song_id), len(query), ms, cpu_ms)
+        mine = recording.get(track.song_id)
+        copies = frozenset(s for s, g in recording.items() if mine is not None and g == mine and s != track.song_id)
+        found = true_matches(query, hits, track.song_id)
+        return Outcome(track, start, predicted, best, found, len(query), ms, cpu_ms, copies)
 
     def _report(
         self,
@@ -426,6 +472,11 @@ class Command(BaseCommand):
             f"{', MP3 ' + options['bitrate'] + 'b/s' if options['bitrate'] else ''}: "
             f"right {right} ({right / count:.1%}), no match {none} ({none / count:.1%}), "
             f"wrong {wrong} ({wrong / count:.1%})"
+            + (
+                f"; {copied} of the right named a copy linked to the clip's song"
+                if (copied := sum(o.copy_named for o in outcomes))
+                else ""
+            )
         )
         if errors:
             self.stdout.write(
@@ -482,6 +533,7 @@ class Command(BaseCommand):
             "top1": round(right / count, 4),
             "no_match": round(none / count, 4),
             "wrong": round(wrong / count, 4),
+            "copies_named": sum(o.copy_named for o in outcomes),
             "p50_ms": round(percentile(times, 50), 1),
             "p95_ms": round(percentile(times, 95), 1),
             "index_mb": round(index_bytes / 1e6, 2),
