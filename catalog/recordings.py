@@ -1,11 +1,12 @@
 """Same recording: songs whose fingerprints line up over most of their length hold one recording.
 
 At ingest, the new song's own landmarks are looked up, a chunk at a time, in the fingerprint index that identify
-uses. A chunk votes for every other song whose landmarks agree with it on one time offset well above chance; a
-song that gets the votes of most chunks at one and the same offset (within `OFFSET_SLACK_SECONDS`) is the same
-recording, or the new song is an excerpt of it. A song whose length is mostly covered by the new one is an excerpt
-of the new one. Links live in their own table with cascading foreign keys, so deleting either song removes its link
-and nothing dangles.
+uses. A chunk votes for every other song whose landmarks agree with it on one time offset well above chance (at
+each offset that does about as well as the best, when the song repeats itself: music that loops holds a chunk at
+every repeat, and any repeat may be the alignment the other chunks agree on); a song that gets the votes of most
+chunks at one and the same offset (within `OFFSET_SLACK_SECONDS`) is the same recording, or the new song is an
+excerpt of it. A song whose length is mostly covered by the new one is an excerpt of the new one. Links live in
+their own table with cascading foreign keys, so deleting either song removes its link and nothing dangles.
 
 Lists (more like this, clip search, radio, paths) keep one song per recording: `collapse` reads the links of a
 whole list in one query.
@@ -46,6 +47,8 @@ CHUNK_LOOKUP_BUDGET = 25_000
 _REMEMBERED_SONGS = 32
 # Two chunks vote for one alignment when their offsets differ by at most this.
 OFFSET_SLACK_SECONDS = 0.5
+# A chunk also votes for the other offsets at which a song holds it with at least this share of its best matches.
+REPEAT_SHARE = 0.7
 # A new song shorter than this share of the song it matches is an excerpt of it.
 EXCERPT_RATIO = 0.9
 
@@ -116,8 +119,27 @@ def chunk_votes(
         )
         for candidate in candidates(query, hits, limit=CANDIDATES_PER_CHUNK):
             if _beats_chance(candidate.matches, candidate.background, int(inside.sum())):
-                votes[candidate.song_id].append(candidate.offset_seconds)
+                votes[candidate.song_id] += _repeats(query, hits, candidate.song_id)
     return chunks, votes
+
+
+def _repeats(query: Landmarks, hits: Hits, song_id: UUID) -> list[float]:
+    """The offsets (seconds) at which the chunk's hits in song `song_id` agree with at least REPEAT_SHARE of the
+    best offset's matches (neighbouring frames counted in), best first, each more than twice OFFSET_SLACK_SECONDS
+    from the others: one vote per alignment the chunk supports."""
+    mine = hits.songs == hits.song_ids.index(song_id)
+    offsets = hits.ref_times[mine] - query.times[hits.query_positions[mine]].astype(np.int64)
+    low = int(offsets.min())
+    counts = np.bincount(offsets - low)
+    scores = counts + np.r_[0, counts[:-1]] + np.r_[counts[1:], 0]
+    gap = int(2 * OFFSET_SLACK_SECONDS / FRAME_SECONDS)
+    found: list[int] = []
+    for at in np.argsort(-scores, kind="stable"):
+        if scores[at] < REPEAT_SHARE * scores.max():
+            break
+        if all(abs(int(at) - other) > gap for other in found):
+            found.append(int(at))
+    return [(at + low) * FRAME_SECONDS for at in found]
 
 
 def _beats_chance(matches: int, background: int, landmarks_in_chunk: int) -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -198,3 +200,29 @@ def test_collapsing_a_list_reads_the_links_in_one_query(
     with django_assert_num_queries(1):
         kept = recordings.collapse(songs, lambda song: song.pk)
     assert len(kept) == 3
+
+
+def test_music_that_loops_is_linked_to_the_longer_copy_it_was_cut_from() -> None:
+    from fingerprints.index.local import MemoryFingerprintIndex
+    from fingerprints.landmarks import landmarks
+    from fingerprints.management.commands.evaluate_identify import mix
+
+    loop = music.song(6, 10.0)
+    # 80 s of one 10 s loop, each repeat with its own noise: every chunk matches at each repeat about as well.
+    long_version = np.concatenate([mix(loop, music.pink_noise(loop.size, seed=k), snr_db=10.0) for k in range(8)])
+    short_version = long_version[int(3.3 * audio.RATE) : int(63.3 * audio.RATE)]  # 60 s from 3.3 s in
+    index = MemoryFingerprintIndex()
+    ids = {"long": uuid.uuid4(), "short": uuid.uuid4()}
+    found = {"long": landmarks(long_version), "short": landmarks(short_version)}
+    for name, song_id in ids.items():
+        index.add(song_id, found[name].hashes, found[name].times)
+    lengths = {ids["long"]: 80.0, ids["short"]: 60.0}
+
+    match = recordings.find_same_recording(
+        ids["short"], found["short"], durations=lambda songs: {s: lengths[s] for s in songs}, index=index
+    )
+
+    # Each chunk votes for every repeat it matches, so all of them agree on the true alignment (or one a loop away).
+    assert match is not None and match.song_id == ids["long"] and match.new_is_excerpt
+    assert match.share == 1.0
+    assert match.offset_seconds % 10.0 == pytest.approx(3.3, abs=0.1)
