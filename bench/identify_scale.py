@@ -46,7 +46,8 @@ from derived.store import Part, Snapshot
 from embeddings.audio import decode
 from embeddings.base import SAMPLE_RATE, EmbeddingError
 from fingerprints.index import Hits, SongLandmarks, stop_limit
-from fingerprints.index.postings import PostingCodec, build, lookup, merge_into, segment_of
+from fingerprints.index.lookup import lookup
+from fingerprints.index.postings import PostingCodec, build, merge_into, segment_of
 from fingerprints.landmarks import ALGORITHM, FRAME_SECONDS, Landmarks, landmarks, query_landmarks
 from fingerprints.management.commands.evaluate_identify import mix, mp3_roundtrip, pink_noise
 from fingerprints.selectors import accepted, best_match, candidates, scored_hits
@@ -85,8 +86,10 @@ class ScaledIndex:
         self.limit = max(1, int(stop_limit(int(entries * scale)) / scale))
         self.making_s = 0.0  # spent making synthetic songs' landmarks again: not part of a lookup's cost
 
-    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
-        return lookup(self.snapshot, hashes, self.limit, max(1, int(budget / self.scale)) if budget else 0)
+    def lookup(
+        self, hashes: npt.NDArray[np.uint32], budget: int = 0, times: npt.NDArray[np.uint32] | None = None
+    ) -> Hits:
+        return lookup(self.snapshot, hashes, self.limit, max(1, int(budget / self.scale)) if budget else 0, times)
 
     def landmarks_of(self, song_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, SongLandmarks]:
         t0 = time.perf_counter()

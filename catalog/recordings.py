@@ -82,8 +82,10 @@ class _Remembering:
         self.index = index
         self.read: dict[UUID, SongLandmarks] = {}
 
-    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
-        return self.index.lookup(hashes, budget)
+    def lookup(
+        self, hashes: npt.NDArray[np.uint32], budget: int = 0, times: npt.NDArray[np.uint32] | None = None
+    ) -> Hits:
+        return self.index.lookup(hashes, budget, times)
 
     def landmarks_of(self, song_ids: Sequence[UUID]) -> dict[UUID, SongLandmarks]:
         missing = [s for s in song_ids if s not in self.read]

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from django.conf import settings
 
 from embeddings.base import SAMPLE_RATE
+from fingerprints.alignments import SHORTLIST_HITS, SHORTLIST_SIZE, coarse, fullest
 from fingerprints.index import FingerprintIndex, FingerprintLookup, Hits, SongLandmarks, get_fingerprint_index
 from fingerprints.index.postings import expand
 from fingerprints.landmarks import FRAME_SECONDS, QUERY_SHIFTS, Landmarks, query_landmarks
@@ -28,12 +29,6 @@ BACKGROUND_CAP = 3.0
 CHANCE_BASE = 2.0
 CHANCE_PER_HASH = 1 / 1000
 _MEAN_SHIFT = float(np.mean(QUERY_SHIFTS))
-# Above this many hits, only the songs of the SHORTLIST_SIZE best alignments in bins of COARSE_FRAMES frames are
-# scored exactly: a sort of every hit costs more than the rest of a lookup.
-SHORTLIST_HITS = 50_000
-SHORTLIST_SIZE = 32
-COARSE_FRAMES = 4
-COARSE_BITS = 20
 # A budgeted lookup whose best song has fewer hits than this at one offset is made again with WIDER_BUDGET times
 # the budget: the clip's song may hold only hashes too common for the first budget to reach (see scored_hits).
 WEAK_SAMPLE = 10
@@ -71,25 +66,10 @@ class Match:
 
 
 def shortlist(songs: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.bool_]:
-    """Which hits belong to the songs of the `size` best coarse alignments, in one pass without sorting.
-
-    Hits are counted per (song, offset in COARSE_FRAMES), hashed into about twice as many counters as hits (at most
-    2^COARSE_BITS): a song's best exact alignment holds at least half its count in one coarse bin, so the songs worth
-    scoring exactly are among those of the fullest counters (a collision only adds songs to look at).
-    """
-    bits = min(COARSE_BITS, max(12, (songs.size - 1).bit_length() + 1))
-    key = (songs.astype(np.uint64) << np.uint64(32)) | ((offsets + 2**31) // COARSE_FRAMES).astype(np.uint64)
-    slot = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.int64)
-    counts = np.bincount(slot, minlength=1 << bits)
-    at_hit = counts[slot]
-    # Counters holding c hits, from the hits' own counts (a counter of c hits is seen c times): no pass over every
-    # counter, no selection sort.
-    seen = np.bincount(at_hit)
-    holding = seen // np.maximum(np.arange(seen.size), 1)
-    fullest = np.cumsum(holding[::-1])[::-1]  # fullest[c]: counters holding c or more
-    least = max(1, int(np.flatnonzero(fullest >= size)[-1])) if fullest[0] >= size else 1
+    """Which hits belong to the songs of the `size` fullest coarse alignments (see `alignments`)."""
+    at_best = fullest((songs << 32) | coarse(offsets), size)
     wanted = np.zeros(int(songs.max()) + 1, dtype=np.bool_)
-    wanted[songs[at_hit >= least]] = True
+    wanted[songs[at_best]] = True
     return wanted[songs]
 
 
@@ -97,7 +77,7 @@ def candidates(query: Landmarks, hits: Hits, limit: int = 2) -> list[Candidate]:
     """The `limit` songs with the most landmarks agreeing on one offset, best first (one entry per song).
 
     Offsets are counted per (song, offset in frames); a bin's score adds its neighbours within OFFSET_TOLERANCE.
-    Above SHORTLIST_HITS hits, only the songs of the best coarse alignments are scored so (see `shortlist`).
+    Above SHORTLIST_HITS hits, only the songs of the best coarse alignments are scored so (see `alignments`).
     """
     if len(hits) == 0 or limit < 1:
         return []
@@ -276,7 +256,7 @@ def scored_hits(
     copy of a song): the sample then names it at once, so a weak sample is returned as it is, neither widened nor
     scored exactly.
     """
-    hits = index.lookup(query.hashes, budget=budget)
+    hits = index.lookup(query.hashes, budget=budget, times=query.times)
     if not hits.partial:
         return hits
     found = candidates(query, hits, limit=shortlist_songs)
@@ -284,7 +264,7 @@ def scored_hits(
     if weak and not widen:
         return hits  # no song stands out, and none can hold nearly all of the query: nothing to score exactly
     if weak:
-        wider = index.lookup(query.hashes, budget=budget * WIDER_BUDGET)
+        wider = index.lookup(query.hashes, budget=budget * WIDER_BUDGET, times=query.times)
         if not wider.partial:
             return wider
         hits, found = wider, candidates(query, wider, limit=shortlist_songs)

@@ -102,9 +102,13 @@ class IndexStats:
 class FingerprintLookup(Protocol):
     """What identification reads: postings by hash, and the stored landmarks of a few songs."""
 
-    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
+    def lookup(
+        self, hashes: npt.NDArray[np.uint32], budget: int = 0, times: npt.NDArray[np.uint32] | None = None
+    ) -> Hits:
         """Every stored landmark whose hash is among `hashes`, but those of hashes over the stop limit; with a
-        `budget` (> 0), only the rarest hashes, as many as keep the hits within it."""
+        `budget` (> 0), only the rarest hashes, as many as keep the hits within it. With `times` (each hash's frame
+        in the query), a backend may keep of many hits only those `selectors.candidates` would score (the songs of
+        the fullest coarse alignments, see `fingerprints.alignments`)."""
         ...
 
     def landmarks_of(self, song_ids: Sequence[UUID]) -> dict[UUID, SongLandmarks]:

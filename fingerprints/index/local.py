@@ -30,7 +30,8 @@ from fingerprints.index import (
     check_landmarks,
     stop_limit,
 )
-from fingerprints.index.postings import Payload, PostingCodec, PostingSegment, build, lookup, segment_of
+from fingerprints.index.lookup import lookup
+from fingerprints.index.postings import Payload, PostingCodec, PostingSegment, build, segment_of
 from fingerprints.landmarks import ALGORITHM
 from fingerprints.models import SongFingerprints
 
@@ -44,11 +45,16 @@ def stats_of(snapshot: Snapshot[PostingSegment], nbytes: int) -> IndexStats:
     return IndexStats(songs=songs, hashes=hashes, bytes=nbytes)
 
 
-def stopped_lookup(snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
+def stopped_lookup(
+    snapshot: Snapshot[PostingSegment],
+    hashes: npt.NDArray[np.uint32],
+    budget: int = 0,
+    times: npt.NDArray[np.uint32] | None = None,
+) -> Hits:
     """Lookup with the stop list for the snapshot's size (hashes far more common than average are skipped), within
-    `budget` hits if > 0."""
+    `budget` hits if > 0 (see `lookup.lookup` for `times`)."""
     landmarks = sum(part.segment.landmarks for part in snapshot.parts)
-    return lookup(snapshot, hashes, stop_limit(landmarks), budget)
+    return lookup(snapshot, hashes, stop_limit(landmarks), budget, times)
 
 
 class MemoryFingerprintIndex:
@@ -85,8 +91,10 @@ class MemoryFingerprintIndex:
             for row in np.flatnonzero(part.alive)
         ]
 
-    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
-        return stopped_lookup(Snapshot(tuple(self.parts)), hashes, budget)
+    def lookup(
+        self, hashes: npt.NDArray[np.uint32], budget: int = 0, times: npt.NDArray[np.uint32] | None = None
+    ) -> Hits:
+        return stopped_lookup(Snapshot(tuple(self.parts)), hashes, budget, times)
 
     def landmarks_of(self, song_ids: Sequence[UUID]) -> dict[UUID, SongLandmarks]:
         return {song_id: self.stored[song_id] for song_id in song_ids if song_id in self.stored}
@@ -155,8 +163,10 @@ class LocalFingerprintIndex:
         except StoreBusy as exc:
             raise FingerprintIndexUnavailable(str(exc)) from exc
 
-    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
-        return stopped_lookup(self.snapshot(), hashes, budget)
+    def lookup(
+        self, hashes: npt.NDArray[np.uint32], budget: int = 0, times: npt.NDArray[np.uint32] | None = None
+    ) -> Hits:
+        return stopped_lookup(self.snapshot(), hashes, budget, times)
 
     def landmarks_of(self, song_ids: Sequence[UUID]) -> dict[UUID, SongLandmarks]:
         """From the database, the durable copy: a shortlist's few songs, read by their unique key."""

@@ -41,7 +41,7 @@ from fingerprints.index import (
     stop_limit,
 )
 from fingerprints.index.local import pack, unpack
-from fingerprints.index.postings import over_budget
+from fingerprints.index.lookup import over_budget
 from fingerprints.landmarks import ALGORITHM
 
 U32 = npt.NDArray[np.uint32]
@@ -227,7 +227,12 @@ class MongoFingerprintIndex:
         chosen = ~stopped & ~left_out & (totals > 0)
         return unique[chosen], unique[stopped], bool(np.any(left_out & (totals > 0)))
 
-    def lookup(self, hashes: npt.NDArray[np.uint32], budget: int = 0) -> Hits:
+    def lookup(
+        self,
+        hashes: npt.NDArray[np.uint32],
+        budget: int = 0,
+        times: npt.NDArray[np.uint32] | None = None,  # every hit is returned: candidates() shortlists them
+    ) -> Hits:
         query = np.asarray(hashes, dtype=np.uint32)
         if query.size == 0:
             return Hits.empty()

@@ -7,8 +7,8 @@ positions begin) and `positions` (ascending within a key). On disk, as `.npy` fi
 `ids`, `starts`, `frames`, `counts` (per song), `keys`, `offsets`, `positions`: 4 bytes per landmark plus 12 per
 distinct hash plus ~40 per song.
 
-A lookup reads only the postings of the query's hashes (binary search in `keys`), skipping hashes stored more often
-than the stop limit, and marks entries of dead songs out through the snapshot's alive masks.
+A lookup (`fingerprints.index.lookup`) reads only the postings of the query's hashes, found in `keys` (or a bitmap of
+them for a large segment).
 """
 
 from __future__ import annotations
@@ -30,13 +30,11 @@ from derived.store import (
     BoolArray,
     CorruptIndex,
     IdArray,
-    Snapshot,
     check_shapes,
     ids_array,
     open_arrays,
-    release,
 )
-from fingerprints.index import FingerprintIndexError, Hits, SongIds, check_landmarks
+from fingerprints.index import FingerprintIndexError, check_landmarks
 from fingerprints.landmarks import ALGORITHM
 from fingerprints.models import SongFingerprints
 
@@ -51,8 +49,9 @@ _BYTES_PER_FRAME = MAX_SEGMENT_BYTES // _MAX_POSITION + 1
 # Landmarks per chunk when a rebuild reads every song, and per step when merging: bounds memory to a few hundred MB.
 _LANDMARKS_PER_CHUNK = 16_000_000
 # Up to this many keys (a few MB), a binary search over them for the query's sorted hashes stays in the CPU's
-# caches and beats the key table, whose halving steps are as many as its widest bucket needs.
+# caches; above it, keys filling at least 1 / _DENSE_KEYS of their range are found through a bitmap of that range.
 _SEARCHED_KEYS = 1 << 20
+_DENSE_KEYS = 32
 _FILES = ("ids", "starts", "frames", "counts", "keys", "offsets", "positions")
 
 
@@ -84,10 +83,13 @@ class PostingSegment:
         return sorted_table(self.starts, end, max(0, (end // max(1, self.starts.size)).bit_length() - 3))
 
     @cached_property
-    def key_table(self) -> SortedTable:
-        """Built once per process on first use: about 64 keys per bucket (1 KB per 16,000 keys)."""
-        end = int(self.keys[-1]) + 1 if self.keys.size else 1
-        return sorted_table(self.keys, end, max(0, (64 * end // max(1, self.keys.size)).bit_length() - 1))
+    def key_bitmap(self) -> KeyBitmap | None:
+        """Built once per process on first use, for many keys dense in their range (as pair hashes are): 1.25 bits
+        per hash value (1.3 MB for 23-bit hashes). None for keys too sparse for it to pay."""
+        end = int(self.keys[-1]) + 1 if self.keys.size else 0
+        if self.keys.size <= _SEARCHED_KEYS or end > _DENSE_KEYS * self.keys.size:
+            return None
+        return key_bitmap(self.keys, end)
 
     def songs_at(self, positions: I64) -> I64:
         """The song each position falls in."""
@@ -96,14 +98,41 @@ class PostingSegment:
     def key_ranges(self, hashes: U32) -> tuple[I64, I64]:
         """Where each hash's postings begin in `positions`, and how many there are (0 for a hash not stored);
         `hashes` sorted."""
-        if self.keys.size <= _SEARCHED_KEYS:
+        bitmap = self.key_bitmap
+        if bitmap is None:
             at = np.searchsorted(self.keys, hashes, side="right") - 1
+            found = np.maximum(at, 0)
+            present = (at >= 0) & (self.keys[found] == hashes)
         else:
-            at = self.key_table.last_at_or_below(hashes.astype(np.int64))
-        found = np.maximum(at, 0)
-        present = (at >= 0) & (self.keys[found] == hashes)
+            found, present = bitmap.find(hashes)
         starts = np.asarray(self.offsets[found])
         return starts, np.where(present, self.offsets[found + 1] - starts, 0)
+
+
+@dataclass(frozen=True)
+class KeyBitmap:
+    """The sorted keys' ranks read from a bitmap of the values present and a running count per 64 values: two
+    cache misses a hash, where a binary search over millions of keys takes twenty."""
+
+    words: npt.NDArray[np.uint64]  # bit v % 64 of word v // 64: value v is a key
+    before: I64  # before[w]: keys below value 64 w
+
+    def find(self, hashes: U32) -> tuple[I64, npt.NDArray[np.bool_]]:
+        """Each hash's index among the keys where present (any index in range where not), and whether present."""
+        value = np.minimum(hashes.astype(np.int64), 64 * self.words.size - 1)
+        word = self.words[value >> 6]
+        bit = (value & 63).astype(np.uint64)
+        present = ((word >> bit) & np.uint64(1)).astype(np.bool_) & (hashes.astype(np.int64) == value)
+        below = np.bitwise_count(word & ((np.uint64(1) << bit) - np.uint64(1))).astype(np.int64)
+        return np.minimum(self.before[value >> 6] + below, self.before[-1] - 1), present
+
+
+def key_bitmap(keys: U32, end: int) -> KeyBitmap:
+    """The bitmap of sorted, distinct `keys`, all below `end`."""
+    present = np.zeros(-(-end // 64) * 64, dtype=np.bool_)
+    present[keys] = True
+    words = np.packbits(present, bitorder="little").view(np.uint64)
+    return KeyBitmap(words=words, before=np.r_[0, np.cumsum(np.bitwise_count(words), dtype=np.int64)])
 
 
 @dataclass(frozen=True)
@@ -317,98 +346,6 @@ def _key_ranges(parts: Sequence[tuple[PostingSegment, BoolArray]]) -> list[tuple
     cuts = sorted({int(largest.keys[min(i, largest.keys.size - 1)]) for i in at})
     bounds = [0, *cuts, 2**32]
     return [(low, high) for low, high in itertools.pairwise(bounds) if low < high]
-
-
-def lookup(
-    snapshot: Snapshot[PostingSegment], hashes: npt.NDArray[np.uint32], max_per_hash: int = 0, budget: int = 0
-) -> Hits:
-    """Entries of live songs whose hash is in `hashes`; a hash with more than `max_per_hash` entries (if > 0),
-    counted over every segment, is skipped; with a `budget` (if > 0), only the query's rarest hashes are read, as
-    many as keep the hits (entries times the hash's repeats in the query) within it."""
-    query = np.asarray(hashes, dtype=np.uint32)
-    parts = [part for part in snapshot.parts if part.segment.keys.size]
-    if query.size == 0 or not parts:
-        return Hits.empty()
-    order = np.argsort(query, kind="stable")
-    ordered = query[order]
-    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    unique = ordered[first]
-    multiplicity = np.diff(np.r_[first, ordered.size])
-    ranges = []
-    for part in parts:
-        ranges.append(part.segment.key_ranges(unique))
-    totals = np.zeros(unique.size, dtype=np.int64)
-    for _, counts in ranges:
-        totals += counts
-    stopped = totals > max_per_hash if max_per_hash > 0 else np.zeros(unique.size, dtype=np.bool_)
-    skipped = stopped.copy()
-    if budget > 0:
-        skipped |= over_budget(np.where(stopped, 0, totals), multiplicity, budget)
-    # Hashes left out by the budget alone, and that some song holds: without them the hits are a sample.
-    partial = bool(np.any(skipped & ~stopped & (totals > 0)))
-    if np.any(skipped):
-        for _, counts in ranges:
-            counts[skipped] = 0
-    id_parts: list[IdArray] = []
-    known = 0
-    songs: list[I64] = []
-    ref_times: list[I64] = []
-    which: list[I64] = []
-    for part, (lo, counts) in zip(parts, ranges, strict=True):
-        total = int(counts.sum())
-        if total == 0:
-            continue
-        segment = part.segment
-        position = segment.positions[expand(lo, counts, total)].astype(np.int64)
-        release(segment.positions)
-        unique_index = np.repeat(np.arange(unique.size, dtype=np.int64), counts)
-        song = segment.songs_at(position)
-        live = part.alive[song]
-        position, unique_index, song = position[live], unique_index[live], song[live]
-        if song.size == 0:
-            continue
-        # The segment's songs that were hit, numbered in order: a count per song, not a sort of every hit.
-        used = np.flatnonzero(np.bincount(song, minlength=segment.starts.size))
-        number = np.zeros(segment.starts.size, dtype=np.int64)
-        number[used] = np.arange(used.size) + known
-        songs.append(number[song])
-        id_parts.append(np.asarray(segment.song_ids[used]))
-        known += used.size
-        ref_times.append(position - segment.starts[song])
-        which.append(unique_index)
-    if not songs:
-        return Hits(*_nothing(), stopped=unique[stopped], partial=partial)
-    song = np.concatenate(songs)
-    ref_time = np.concatenate(ref_times)
-    unique_index = np.concatenate(which)
-    # Each hit pairs with every query position holding its hash.
-    repeats = multiplicity[unique_index]
-    total = int(repeats.sum())
-    return Hits(
-        song_ids=SongIds(np.concatenate(id_parts)),
-        songs=np.repeat(song, repeats),
-        ref_times=np.repeat(ref_time, repeats),
-        query_positions=order[expand(first[unique_index], repeats, total)].astype(np.int64),
-        stopped=unique[stopped],
-        partial=partial,
-    )
-
-
-def _nothing() -> tuple[list[UUID], I64, I64, I64]:
-    none = np.empty(0, dtype=np.int64)
-    return [], none, none, none
-
-
-def over_budget(totals: I64, multiplicity: I64, budget: int) -> npt.NDArray[np.bool_]:
-    """Which hashes a lookup within `budget` hits leaves out: the commonest, once the rarer ones (entries times
-    repeats in the query) have used it up. Rare hashes are both cheap and the most telling."""
-    cost = totals * multiplicity
-    if int(cost.sum()) <= budget:
-        return np.zeros(totals.size, dtype=np.bool_)
-    order = np.argsort(totals, kind="stable")
-    out = np.ones(totals.size, dtype=np.bool_)
-    out[order[np.cumsum(cost[order]) <= budget]] = False
-    return out
 
 
 def checked(items: Sequence[tuple[UUID, Any, Any]]) -> list[tuple[UUID, Payload]]:

@@ -1,4 +1,4 @@
-"""Fingerprint segments and lookup, the packed format and the index factory, without audio files."""
+"""Fingerprint segments (building, merging, finding keys), the packed format and the index factory, without audio."""
 
 from __future__ import annotations
 
@@ -11,73 +11,12 @@ import pytest
 from derived.store import Part, Snapshot, plan_merge
 from fingerprints.index import FingerprintIndexError, get_fingerprint_index, postings, stop_limit
 from fingerprints.index.local import LocalFingerprintIndex, MemoryFingerprintIndex, pack, unpack
+from fingerprints.index.lookup import lookup
 from fingerprints.index.mongo import MongoFingerprintIndex
-from fingerprints.index.postings import PostingCodec, PostingSegment, lookup, merge_into
+from fingerprints.index.postings import PostingCodec, merge_into
 from fingerprints.landmarks import landmarks
+from tests.fingerprints.entries import as_set, brute_force, random_song, snapshot_of
 from tests.fingerprints.music import song
-
-
-def random_song(rng: np.random.Generator, n: int, hash_space: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    hashes = rng.integers(0, hash_space, n).astype(np.uint32)
-    times = np.sort(rng.integers(0, 5000, n)).astype(np.uint32)
-    return hashes, times
-
-
-def brute_force(songs: dict[uuid.UUID, tuple[np.ndarray, np.ndarray]], query: np.ndarray) -> set[tuple[Any, ...]]:
-    found = set()
-    for song_id, (hashes, times) in songs.items():
-        for position, h in enumerate(query):
-            for t in times[hashes == h]:
-                found.add((song_id, int(t), position))
-    return found
-
-
-def as_set(hits: Any) -> set[tuple[Any, ...]]:
-    return {
-        (hits.song_ids[s], int(t), int(p))
-        for s, t, p in zip(hits.songs, hits.ref_times, hits.query_positions, strict=True)
-    }
-
-
-def _snapshot(index: MemoryFingerprintIndex) -> Snapshot[PostingSegment]:
-    return Snapshot(tuple(index.parts))
-
-
-def test_lookup_returns_every_entry_with_a_query_hash_paired_with_each_query_position() -> None:
-    rng = np.random.default_rng(0)
-    songs = {uuid.uuid4(): random_song(rng, 300) for _ in range(6)}
-    index = MemoryFingerprintIndex()
-    index.add_many([(k, h, t) for k, (h, t) in songs.items()])
-    query = np.concatenate([rng.integers(0, 600, 40), [7, 7, 7]]).astype(np.uint32)  # repeats and misses
-
-    hits = lookup(_snapshot(index), query)
-
-    assert len(hits) == len(brute_force(songs, query)) > 0
-    assert as_set(hits) == brute_force(songs, query)
-
-
-def test_lookup_names_the_right_song_and_time_among_songs_of_very_different_lengths() -> None:
-    rng = np.random.default_rng(4)
-    songs = {}
-    for length in rng.choice([1, 2, 3, 40, 5000, 60000], 80):
-        times = np.sort(rng.integers(0, length, 30)).astype(np.uint32)  # a song lasts to its last landmark
-        songs[uuid.uuid4()] = (rng.integers(0, 200, 30).astype(np.uint32), times)
-    index = MemoryFingerprintIndex()
-    index.add_many([(k, h, t) for k, (h, t) in songs.items()])
-    query = rng.integers(0, 200, 50).astype(np.uint32)
-
-    assert as_set(lookup(_snapshot(index), query)) == brute_force(songs, query)
-
-
-def test_songs_added_one_by_one_are_found_like_songs_loaded_at_once() -> None:
-    rng = np.random.default_rng(1)
-    songs = {uuid.uuid4(): random_song(rng, n) for n in (20000, 50, 70, 3000, 10)}
-    index = MemoryFingerprintIndex()
-    for song_id, (hashes, times) in songs.items():
-        index.add(song_id, hashes, times)  # one segment each
-    query = rng.integers(0, 500, 60).astype(np.uint32)
-
-    assert as_set(lookup(_snapshot(index), query)) == brute_force(songs, query)
 
 
 def test_merged_segments_keep_the_live_songs_and_drop_the_removed(tmp_path: Any) -> None:
@@ -98,7 +37,7 @@ def test_merged_segments_keep_the_live_songs_and_drop_the_removed(tmp_path: Any)
     query = rng.integers(0, 500, 60).astype(np.uint32)
     whole = Snapshot((Part(name="merged", segment=merged, alive=np.ones(8, dtype=np.bool_)),))
     assert as_set(lookup(whole, query)) == brute_force(songs, query)
-    assert as_set(lookup(_snapshot(index), query)) == brute_force(songs, query)
+    assert as_set(lookup(snapshot_of(index), query)) == brute_force(songs, query)
 
 
 def test_merging_in_many_small_steps_gives_the_same_segment(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -199,43 +138,6 @@ def test_the_backend_follows_vector_backend(settings: Any) -> None:
         get_fingerprint_index()
 
 
-def test_a_lookup_within_a_budget_reads_the_rarest_hashes_first() -> None:
-    song_id = uuid.uuid4()
-    hashes = np.repeat(np.asarray([1, 2, 3], dtype=np.uint32), [100, 10, 3])
-    index = MemoryFingerprintIndex()
-    index.add(song_id, hashes, np.arange(hashes.size, dtype=np.uint32))
-    snapshot = _snapshot(index)
-
-    def read(query: list[int], budget: int) -> dict[int, int]:
-        hits = lookup(snapshot, np.asarray(query, dtype=np.uint32), budget=budget)
-        matched = np.asarray(query)[hits.query_positions]
-        return {int(h): int(n) for h, n in zip(*np.unique(matched, return_counts=True), strict=True)}
-
-    assert read([1, 2, 3], budget=0) == {1: 100, 2: 10, 3: 3}
-    assert read([1, 2, 3], budget=113) == {1: 100, 2: 10, 3: 3}
-    assert read([1, 2, 3], budget=15) == {2: 10, 3: 3}
-    assert read([1, 2, 3], budget=12) == {3: 3}
-    # A hash the query holds twice costs its entries twice.
-    assert read([3, 3, 2], budget=15) == {3: 6}
-    assert read([9, 3], budget=3) == {3: 3}
-
-
-def test_a_lookup_says_when_its_budget_left_hashes_out_and_which_the_stop_list_skipped() -> None:
-    common = stop_limit(0) + 1
-    hashes = np.repeat(np.asarray([1, 2, 3], dtype=np.uint32), [common, 10, 3])
-    index = MemoryFingerprintIndex()
-    index.add(uuid.uuid4(), hashes, np.arange(hashes.size, dtype=np.uint32))
-    query = np.asarray([1, 2, 3, 9], dtype=np.uint32)
-
-    whole = index.lookup(query, budget=13)
-    cut = index.lookup(query, budget=12)
-
-    assert not whole.partial and len(whole) == 13  # the stopped hash is not what a budget leaves out
-    assert cut.partial and len(cut) == 3
-    assert whole.stopped.tolist() == cut.stopped.tolist() == [1]
-    assert not index.lookup(query).partial
-
-
 def test_the_memory_index_gives_back_a_songs_landmarks_in_time_order() -> None:
     index = MemoryFingerprintIndex()
     kept, gone = uuid.uuid4(), uuid.uuid4()
@@ -249,16 +151,18 @@ def test_the_memory_index_gives_back_a_songs_landmarks_in_time_order() -> None:
     assert found[kept][0].tolist() == [6, 7, 5] and found[kept][1].tolist() == [1, 4, 9]
 
 
-def test_hits_name_their_songs_by_id_and_find_them_again() -> None:
-    rng = np.random.default_rng(7)
-    songs = {uuid.UUID(int=i << 64): random_song(rng, 200) for i in range(1, 5)}  # ids ending in zero bytes
-    index = MemoryFingerprintIndex()
-    index.add_many([(k, h, t) for k, (h, t) in songs.items()])
+def test_keys_found_through_the_bitmap_are_those_a_binary_search_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(11)
+    keys = np.unique(rng.integers(1, 5000, 3000)).astype(np.uint32)
+    segment = postings.segment_of(postings.build([(uuid.uuid4(), (keys, np.arange(keys.size, dtype=np.uint32)))]))
+    query = np.unique(np.r_[rng.integers(0, 5200, 400), 0, keys[0], keys[-1], 2**32 - 1]).astype(np.uint32)
+    searched = segment.key_ranges(query)
 
-    hits = lookup(_snapshot(index), np.arange(500, dtype=np.uint32))
+    monkeypatch.setattr(postings, "_SEARCHED_KEYS", 0)
+    dense = postings.segment_of(postings.build([(uuid.uuid4(), (keys, np.arange(keys.size, dtype=np.uint32)))]))
+    assert dense.key_bitmap is not None and segment.key_bitmap is None
+    starts, counts = dense.key_ranges(query)
 
-    assert sorted(hits.song_ids) == sorted(songs)
-    for song_id in songs:
-        assert song_id in hits.song_ids
-        assert hits.song_ids[hits.song_ids.index(song_id)] == song_id
-    assert uuid.uuid4() not in hits.song_ids
+    assert counts.tolist() == searched[1].tolist()
+    assert counts.sum() == np.isin(query, keys).sum() > 0
+    assert starts[counts > 0].tolist() == searched[0][searched[1] > 0].tolist()

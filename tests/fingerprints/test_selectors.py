@@ -138,9 +138,9 @@ class _Counting:
     def __init__(self, index: MemoryFingerprintIndex) -> None:
         self.index, self.lookups, self.read = index, 0, 0
 
-    def lookup(self, hashes: np.ndarray, budget: int = 0) -> Hits:
+    def lookup(self, hashes: np.ndarray, budget: int = 0, times: np.ndarray | None = None) -> Hits:
         self.lookups += 1
-        return self.index.lookup(hashes, budget)
+        return self.index.lookup(hashes, budget, times)
 
     def landmarks_of(self, song_ids: Any) -> Any:
         self.read += len(song_ids)
