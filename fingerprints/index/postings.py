@@ -33,6 +33,7 @@ from derived.store import (
     check_shapes,
     ids_array,
     open_arrays,
+    release,
 )
 from fingerprints.index import FingerprintIndexError, check_landmarks
 from fingerprints.landmarks import ALGORITHM
@@ -84,12 +85,14 @@ class PostingSegment:
 
     @cached_property
     def key_bitmap(self) -> KeyBitmap | None:
-        """Built once per process on first use, for many keys dense in their range (as pair hashes are): 1.25 bits
-        per hash value (1.3 MB for 23-bit hashes). None for keys too sparse for it to pay."""
+        """Built once per process on first use, for many keys dense in their range (as pair hashes are): 2 bits per
+        hash value (2 MB for 23-bit hashes). None for keys too sparse for it to pay."""
         end = int(self.keys[-1]) + 1 if self.keys.size else 0
         if self.keys.size <= _SEARCHED_KEYS or end > _DENSE_KEYS * self.keys.size:
             return None
-        return key_bitmap(self.keys, end)
+        bitmap = key_bitmap(self.keys, end)
+        release(self.keys)  # read whole once; lookups need only the bitmap
+        return bitmap
 
     def songs_at(self, positions: I64) -> I64:
         """The song each position falls in."""
