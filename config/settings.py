@@ -225,7 +225,7 @@ CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
     if CACHE_URL
     # SQLite files in WAL mode shared by the host's processes: about 1 ms a throttled request, not a database write.
-    else {"BACKEND": "diskcache.DjangoCache", "LOCATION": str(CACHE_DIR), "OPTIONS": {"size_limit": 256 << 20}}
+    else {"BACKEND": "config.cache.HostCache", "LOCATION": str(CACHE_DIR), "OPTIONS": {"size_limit": 256 << 20}}
 }
 
 # Lets a monitor read /healthz details without a staff login (Authorization: Bearer <token>); empty: staff only.
