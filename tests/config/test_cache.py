@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.cache import caches
-from django.core.signals import request_finished
+from django.core.cache import caches, close_caches
 
 from config.cache import HostCache
 
@@ -16,14 +15,13 @@ def _connections(cache: Any) -> list[Any]:
 
 def test_the_end_of_a_request_leaves_the_cache_connections_open(settings: Any, tmp_path: Any) -> None:
     settings.CACHES = {"default": {"BACKEND": "config.cache.HostCache", "LOCATION": str(tmp_path / "cache")}}
-    cache = caches.create_connection("default")
+    cache = caches["default"]
     assert isinstance(cache, HostCache)
     for n in range(32):  # reaches every shard
         cache.set(f"key-{n}", n)
     opened = _connections(cache)
 
-    request_finished.send(sender=None)
-    cache.close()
+    close_caches()  # what Django does when a request ends
 
     assert all(con is not None for con in opened)
     assert _connections(cache) == opened
