@@ -336,17 +336,17 @@ def measure(
     return lines
 
 
-def not_in_catalog(tracks: list[Path]) -> Path:
+def not_in_catalog(tracks: list[Path]) -> Path | None:
     from catalog.models import Song
     from catalog.services import file_sha256
 
     for path in tracks:
         if not Song.objects.filter(sha256=file_sha256(path)).exists():
             return path
-    raise SystemExit("every corpus track is in the catalog already: nothing left to ingest at N")
+    return None
 
 
-def ingest_and_check(env: dict[str, str], scratch: Path, extra: Path, model: str) -> list[str]:
+def ingest_and_check(env: dict[str, str], scratch: Path, extra: Path | None, model: str) -> list[str]:
     var = Path(env["VAR_DIR"])
     database = Path(env["SQLITE_PATH"])
     lines = ["", "disk:"]
@@ -361,14 +361,17 @@ def ingest_and_check(env: dict[str, str], scratch: Path, extra: Path, model: str
         report = done.stdout.strip().splitlines()
         return f"{seconds:.1f} s ({' / '.join(report[:3])})"
 
-    at_n = ingest(env)
-    empty = production_env(scratch / "empty", EMBEDDING_MODEL=model, VECTOR_BACKEND="local", LOG_LEVEL="ERROR")
-    shutil.rmtree(scratch / "empty", ignore_errors=True)
-    (scratch / "empty").mkdir()
-    manage(empty, "migrate", "-v", "0")
-    lines.append(f"\ningest of one more real song ({extra.name}), import_audio in a new process:")
-    lines.append(f"  at N: {at_n}")
-    lines.append(f"  empty catalog: {ingest(empty)}")
+    if extra is None:
+        lines.append("\nno ingest of one more real song: every corpus track is in the catalog already")
+    else:
+        at_n = ingest(env)
+        empty = production_env(scratch / "empty", EMBEDDING_MODEL=model, VECTOR_BACKEND="local", LOG_LEVEL="ERROR")
+        shutil.rmtree(scratch / "empty", ignore_errors=True)
+        (scratch / "empty").mkdir()
+        manage(empty, "migrate", "-v", "0")
+        lines.append(f"\ningest of one more real song ({extra.name}), import_audio in a new process:")
+        lines.append(f"  at N: {at_n}")
+        lines.append(f"  empty catalog: {ingest(empty)}")
     seconds, done = manage(env, "check_consistency")
     lines.append(f"check_consistency: {seconds:.1f} s: {(done.stdout or done.stderr).strip().splitlines()[-1:]}")
     return lines
