@@ -10,6 +10,7 @@ import numpy as np
 from derived.store import Snapshot
 from fingerprints.index.local import MemoryFingerprintIndex
 from fingerprints.index.postings import PostingSegment
+from fingerprints.landmarks import Landmarks
 
 
 def random_song(rng: np.random.Generator, n: int, hash_space: int = 500) -> tuple[np.ndarray, np.ndarray]:
@@ -36,3 +37,18 @@ def as_set(hits: Any) -> set[tuple[Any, ...]]:
 
 def snapshot_of(index: MemoryFingerprintIndex) -> Snapshot[PostingSegment]:
     return Snapshot(tuple(index.parts))
+
+
+def clip_of(
+    rng: np.random.Generator, song: tuple[np.ndarray, np.ndarray], at: int, taken: int, chance: int, hash_space: int
+) -> Landmarks:
+    """A query of `taken` of the song's landmarks from frame `at` on (times counted from there), among `chance`
+    random ones."""
+    hashes, times = song
+    picked = rng.choice(np.flatnonzero(times >= at), taken, replace=False)
+    return Landmarks(
+        hashes=np.r_[hashes[picked], rng.integers(0, hash_space, chance)].astype(np.uint32),
+        times=np.r_[times[picked] - at, rng.integers(0, 3000, chance)].astype(np.uint32),
+        peaks=0,
+        frames=3000,
+    )

@@ -12,9 +12,8 @@ from fingerprints.index import lookup as lookup_module
 from fingerprints.index import stop_limit
 from fingerprints.index.local import MemoryFingerprintIndex
 from fingerprints.index.lookup import lookup
-from fingerprints.landmarks import Landmarks
 from fingerprints.selectors import candidates
-from tests.fingerprints.entries import as_set, brute_force, random_song, snapshot_of
+from tests.fingerprints.entries import as_set, brute_force, clip_of, random_song, snapshot_of
 
 
 def test_lookup_returns_every_entry_with_a_query_hash_paired_with_each_query_position() -> None:
@@ -116,15 +115,7 @@ def test_a_lookup_with_query_times_keeps_every_hit_of_the_songs_at_the_best_alig
     index.add_many([(k, h, t) for k, (h, t) in list(songs.items())[:990]])
     for song_id, (h, t) in list(songs.items())[990:]:
         index.add(song_id, h, t)  # songs in several segments
-    # The query: 80 of the target's landmarks 700 frames in, among 200 chance ones.
-    h, t = songs[target]
-    picked = rng.choice(np.flatnonzero(t >= 700), 80, replace=False)
-    query = Landmarks(
-        hashes=np.r_[h[picked], rng.integers(0, 1000, 200)].astype(np.uint32),
-        times=np.r_[t[picked] - 700, rng.integers(0, 3000, 200)].astype(np.uint32),
-        peaks=0,
-        frames=3000,
-    )
+    query = clip_of(rng, songs[target], at=700, taken=80, chance=200, hash_space=1000)
     whole = lookup(snapshot_of(index), query.hashes)
     monkeypatch.setattr(lookup_module, "SHORTLIST_HITS", len(whole) // 10)
 

@@ -13,6 +13,7 @@ from fingerprints.index import Hits
 from fingerprints.index.local import MemoryFingerprintIndex
 from fingerprints.landmarks import Landmarks
 from fingerprints.selectors import best_match, candidates, scored_hits
+from tests.fingerprints.entries import clip_of
 
 
 def _hits(rng: np.random.Generator) -> tuple[Landmarks, Hits]:
@@ -62,15 +63,7 @@ def test_scored_hits_within_a_budget_hold_every_hit_of_the_shortlisted_songs() -
     }
     index.add_many([(song_id, h, t) for song_id, (h, t) in songs.items()])
     target = next(iter(songs))
-    h, t = songs[target]
-    # The query: 60 of the target's landmarks 1,000 frames in, among 300 unrelated ones.
-    picked = rng.choice(np.flatnonzero(t >= 1000), 60, replace=False)
-    query = Landmarks(
-        hashes=np.r_[h[picked], rng.integers(0, 3000, 300)].astype(np.uint32),
-        times=np.r_[t[picked] - 1000, rng.integers(0, 3000, 300)].astype(np.uint32),
-        peaks=0,
-        frames=3000,
-    )
+    query = clip_of(rng, songs[target], at=1000, taken=60, chance=300, hash_space=3000)
     whole = index.lookup(query.hashes)
 
     scored = scored_hits(query, index, budget=len(whole) // 10, shortlist_songs=5)
