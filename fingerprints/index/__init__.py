@@ -1,8 +1,9 @@
 """The fingerprint index protocol and its `get_fingerprint_index()` factory.
 
 An index maps landmark hashes to (song, anchor frame). Backends follow the vector index's switch,
-`VECTOR_BACKEND`: `local` keeps fingerprints in the database and a compact in-memory table per process;
-`atlas` keeps them in a plain MongoDB collection with an index on the hash.
+`VECTOR_BACKEND`: `local` keeps fingerprints in the database and looks them up in posting segments on disk that
+every process on the host maps (see `local`); `atlas` keeps them in a plain MongoDB collection with an index on the
+hash.
 """
 
 from __future__ import annotations

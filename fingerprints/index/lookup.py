@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from derived.store import BoolArray, IdArray, Snapshot, release
 from fingerprints.alignments import SHORTLIST_HITS, SHORTLIST_SIZE, coarse, fullest
-from fingerprints.index import Hits, SongIds
+from fingerprints.index import FingerprintIndexError, Hits, SongIds
 from fingerprints.index.postings import I64, PostingSegment, expand
 
 
@@ -32,6 +32,8 @@ def lookup(
     owning the SHORTLIST_SIZE fullest coarse alignments before any song is named (see `fingerprints.alignments`).
     """
     query = np.asarray(hashes, dtype=np.uint32)
+    if times is not None and np.shape(times) != query.shape:
+        raise FingerprintIndexError(f"{np.shape(times)} query times for {query.shape} hashes")
     parts = [part for part in snapshot.parts if part.segment.keys.size]
     if query.size == 0 or not parts:
         return Hits.empty()

@@ -8,8 +8,8 @@ import uuid
 import numpy as np
 import pytest
 
+from fingerprints.index import FingerprintIndexError, stop_limit
 from fingerprints.index import lookup as lookup_module
-from fingerprints.index import stop_limit
 from fingerprints.index.local import MemoryFingerprintIndex
 from fingerprints.index.lookup import lookup
 from fingerprints.selectors import candidates
@@ -127,3 +127,11 @@ def test_a_lookup_with_query_times_keeps_every_hit_of_the_songs_at_the_best_alig
     assert as_set(cut) == {row for row in as_set(whole) if row[0] in kept}  # every hit of each song kept
     assert candidates(query, cut, limit=1) == candidates(query, whole, limit=1)
     assert candidates(query, cut, limit=1)[0].song_id == target
+
+
+def test_query_times_that_do_not_match_the_hashes_are_refused() -> None:
+    index = MemoryFingerprintIndex()
+    index.add(uuid.uuid4(), np.arange(10, dtype=np.uint32), np.arange(10, dtype=np.uint32))
+
+    with pytest.raises(FingerprintIndexError, match="query times"):
+        index.lookup(np.arange(5, dtype=np.uint32), times=np.arange(4, dtype=np.uint32))
