@@ -6,11 +6,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from django.core.cache import caches
 from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
 from catalog.models import Song
+from config.cache import HostCache
 from config.celery import app as celery_app
 from derived.store import forget_held
 from embeddings.registry import forget_loaded_models
@@ -71,6 +73,9 @@ def isolated_settings(settings: Any, tmp_path: Path) -> Iterator[Any]:
     yield settings
     forget_loaded_models()
     forget_held()
+    for cache in caches.all(initialized_only=True):
+        if isinstance(cache, HostCache):
+            cache.disconnect()  # its folder goes with the test: its open files must not pile up
 
 
 @pytest.fixture

@@ -27,3 +27,15 @@ def test_the_end_of_a_request_leaves_the_cache_connections_open(settings: Any, t
     assert _connections(cache) == opened
     assert [cache.get(f"key-{n}") for n in range(32)] == list(range(32))
     assert _connections(cache) == opened
+
+
+def test_a_cache_left_for_good_closes_its_connections(settings: Any, tmp_path: Any) -> None:
+    settings.CACHES = {"default": {"BACKEND": "config.cache.HostCache", "LOCATION": str(tmp_path / "cache")}}
+    cache = caches["default"]
+    assert isinstance(cache, HostCache)
+    cache.set("key", 1)
+
+    cache.disconnect()
+
+    assert all(con is None for con in _connections(cache))
+    assert cache.get("key") == 1  # opened again when used
