@@ -271,6 +271,37 @@ def scored_hits(
     return verified_hits(query, hits.stopped, index.landmarks_of([c.song_id for c in found]))
 
 
+@dataclass(frozen=True)
+class Identification:
+    """What identify() found for a clip: its landmarks, the hits scored and the best match before thresholds."""
+
+    query: Landmarks
+    hits: Hits
+    best: Match | None
+
+    @property
+    def match(self) -> Match | None:
+        """The answer: the best match if it clears the thresholds (see accepted)."""
+        return accepted(self.best)
+
+
+def examine(
+    samples: npt.NDArray[np.floating],
+    *,
+    index: FingerprintIndex | None = None,
+    live: LiveFilter | None = None,
+    recording_of: RecordingOf | None = None,
+) -> Identification:
+    """identify()'s steps, with what each found: for evaluations, which study the best match before thresholds."""
+    query = query_landmarks(samples[: int(settings.FINGERPRINT_MAX_QUERY_SECONDS * SAMPLE_RATE)])
+    if len(query) == 0:
+        return Identification(query, Hits.empty(), None)
+    hits = scored_hits(
+        query, index or get_fingerprint_index(), settings.FINGERPRINT_LOOKUP_BUDGET, settings.FINGERPRINT_SHORTLIST
+    )
+    return Identification(query, hits, best_match(query, hits, live, recording_of))
+
+
 def identify(
     samples: npt.NDArray[np.floating],
     *,
@@ -284,14 +315,7 @@ def identify(
     candidates' ids and returns those that may be named: the others (e.g. songs being deleted whose fingerprints
     are still stored) are passed over for the next best, and are not counted as runner-up either. `recording_of`,
     when given, names the recording of songs known to be copies of one: a copy of the best song is no rival to it
-    (see best_match). Raises ValueError
-    for audio that is not a 1-d array of finite samples, and FingerprintIndexError (FingerprintIndexUnavailable:
-    retry later) when the index fails.
+    (see best_match). Raises ValueError for audio that is not a 1-d array of finite samples, and
+    FingerprintIndexError (FingerprintIndexUnavailable: retry later) when the index fails.
     """
-    query = query_landmarks(samples[: int(settings.FINGERPRINT_MAX_QUERY_SECONDS * SAMPLE_RATE)])
-    if len(query) == 0:
-        return None
-    hits = scored_hits(
-        query, index or get_fingerprint_index(), settings.FINGERPRINT_LOOKUP_BUDGET, settings.FINGERPRINT_SHORTLIST
-    )
-    return accepted(best_match(query, hits, live, recording_of))
+    return examine(samples, index=index, live=live, recording_of=recording_of).match

@@ -16,7 +16,7 @@ from fingerprints.index.local import LocalFingerprintIndex
 from fingerprints.landmarks import landmarks
 from fingerprints.management.commands.evaluate_identify import mix, mp3_roundtrip
 from fingerprints.models import SongFingerprints
-from fingerprints.selectors import identify
+from fingerprints.selectors import examine, identify
 from fingerprints.services import add_song_fingerprints, remove_song_fingerprints
 from tests.fingerprints.music import excerpt, pink_noise, song, white_noise
 
@@ -154,6 +154,20 @@ def test_thresholds_come_from_settings(catalog: dict[int, uuid.UUID], settings: 
     settings.FINGERPRINT_MIN_MATCHES = 1
     settings.FINGERPRINT_MIN_CONFIDENCE = 1.01
     assert identify(clip) is None
+
+
+def test_examine_keeps_the_best_match_that_the_thresholds_turn_down(
+    catalog: dict[int, uuid.UUID], settings: Any
+) -> None:
+    clip = excerpt(song(11), 5.0, 4.0)
+    settings.FINGERPRINT_MIN_CONFIDENCE = 1.01
+
+    found = examine(clip)
+
+    assert identify(clip) is None and found.match is None
+    assert found.best is not None and found.best.song_id == catalog[11]
+    assert found.best.query_hashes == len(found.query) > 0
+    assert len(found.hits) >= found.best.matches
 
 
 def test_it_refuses_audio_that_is_not_mono(catalog: dict[int, uuid.UUID]) -> None:

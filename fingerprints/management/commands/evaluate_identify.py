@@ -44,8 +44,8 @@ from embeddings.audio import SILENCE_PEAK, decode
 from embeddings.base import SAMPLE_RATE, EmbeddingError
 from fingerprints.index import Hits
 from fingerprints.index.local import MemoryFingerprintIndex
-from fingerprints.landmarks import FRAME_SECONDS, Landmarks, landmarks, query_landmarks
-from fingerprints.selectors import Match, accepted, best_match, candidates, scored_hits
+from fingerprints.landmarks import FRAME_SECONDS, Landmarks, landmarks
+from fingerprints.selectors import Match, candidates, examine
 
 AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".m4a", ".opus", ".aac", ".aif", ".aiff"}
 FloatArray = npt.NDArray[np.float32]
@@ -242,7 +242,7 @@ def plan_queries(
     return planned
 
 
-def true_matches(query_hashes: Any, hits: Hits, song_id: uuid.UUID) -> int:
+def true_matches(query: Landmarks, hits: Hits, song_id: uuid.UUID) -> int:
     """The true song's best count (for studying misses): scoring restricted to its hits."""
     if song_id not in hits.song_ids:
         return 0
@@ -254,7 +254,7 @@ def true_matches(query_hashes: Any, hits: Hits, song_id: uuid.UUID) -> int:
         ref_times=hits.ref_times[keep],
         query_positions=hits.query_positions[keep],
     )
-    found = candidates(query_hashes, only, limit=1)
+    found = candidates(query, only, limit=1)
     return found[0].matches if found else 0
 
 
@@ -409,21 +409,14 @@ class Command(BaseCommand):
     ) -> Outcome:
         cpu_began = time.thread_time()
         began = time.perf_counter()
-        # The same steps as fingerprints.selectors.identify, kept apart to study the unthresholded best match.
-        query = query_landmarks(clip)
-        hits = (
-            scored_hits(query, index, settings.FINGERPRINT_LOOKUP_BUDGET, settings.FINGERPRINT_SHORTLIST)
-            if len(query)
-            else Hits.empty()
-        )
-        best = best_match(query, hits, recording_of=lambda ids: {i: recording[i] for i in ids if i in recording})
-        predicted = accepted(best)
+        found = examine(clip, index=index, recording_of=lambda ids: {i: recording[i] for i in ids if i in recording})
+        best, predicted = found.best, found.match
         ms = (time.perf_counter() - began) * 1000
         cpu_ms = (time.thread_time() - cpu_began) * 1000
         mine = recording.get(track.song_id)
         copies = frozenset(s for s, g in recording.items() if mine is not None and g == mine and s != track.song_id)
-        found = true_matches(query, hits, track.song_id)
-        return Outcome(track, start, predicted, best, found, len(query), ms, cpu_ms, copies)
+        true = true_matches(found.query, found.hits, track.song_id)
+        return Outcome(track, start, predicted, best, true, len(found.query), ms, cpu_ms, copies)
 
     def _report(
         self,
