@@ -119,7 +119,7 @@ def main() -> None:
         django.setup()
         from catalog import clips
         from catalog.tasks import analyse_clip_task
-        from derived.store import Part, Snapshot
+        from derived.segments import Part, Snapshot
         from embeddings.audio import decode
         from embeddings.index.scan import scan_kernel, search_snapshot
         from embeddings.index.segments import VectorCodec

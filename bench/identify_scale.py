@@ -42,7 +42,7 @@ import django
 
 django.setup()
 
-from derived.store import Part, Snapshot
+from derived.segments import Part, Snapshot
 from embeddings.audio import decode
 from embeddings.base import SAMPLE_RATE, EmbeddingError
 from fingerprints.index import Hits, SongLandmarks, stop_limit

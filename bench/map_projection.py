@@ -69,7 +69,7 @@ def measure(folder: Path, count: int, dim: int, check: bool) -> None:
     django.setup()
     from catalog import map_refresh
     from catalog.projection import project
-    from derived.store import Part, Snapshot
+    from derived.segments import Part, Snapshot
     from embeddings.index.local import LocalVectorIndex
     from embeddings.index.segments import VectorCodec
 

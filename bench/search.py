@@ -61,7 +61,7 @@ def percentiles(seconds: list[float]) -> str:
 
 
 def run_size(count: int, dim: int, queries: int, limit: int, scratch: Path) -> None:
-    from derived.store import Part, Snapshot
+    from derived.segments import Part, Snapshot
     from embeddings.index import scan
     from embeddings.index.segments import VectorCodec
 

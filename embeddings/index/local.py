@@ -20,8 +20,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
+from derived.segments import Snapshot
 from derived.services import record_change
-from derived.store import SegmentStore, Snapshot, StoreBusy
+from derived.store import SegmentStore, StoreBusy
 from embeddings.base import FloatArray
 from embeddings.index import Hit, IndexUnavailable, VectorIndexError, checked_vector
 from embeddings.index.scan import search_snapshot

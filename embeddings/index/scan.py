@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from derived.store import Snapshot, song_id_at
+from derived.segments import Snapshot, song_id_at
 from embeddings.base import FloatArray
 from embeddings.index import Hit
 from embeddings.index.segments import Int8Array, VectorSegment

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from derived.store import BoolArray, CorruptIndex, IdArray, check_shapes, ids_array, open_arrays
+from derived.segments import BoolArray, CorruptIndex, IdArray, check_shapes, ids_array, open_arrays
 from embeddings.base import FloatArray
 from embeddings.index import VectorIndexError
 from embeddings.models import StoredVector
@@ -76,7 +76,7 @@ def _save(folder: Path, name: str, array: npt.ArrayLike) -> None:
 
 
 class VectorCodec:
-    """Vectors of one model and size (see `derived.store.Codec`)."""
+    """Vectors of one model and size (see `derived.segments.Codec`)."""
 
     def __init__(self, model: str, dim: int) -> None:
         self.model = model

@@ -19,8 +19,9 @@ import numpy.typing as npt
 from django.db import transaction
 from isal import isal_zlib
 
+from derived.segments import Part, Snapshot, ids_array
 from derived.services import record_change
-from derived.store import Part, SegmentStore, Snapshot, StoreBusy, ids_array
+from derived.store import SegmentStore, StoreBusy
 from fingerprints.index import (
     FingerprintIndexError,
     FingerprintIndexUnavailable,

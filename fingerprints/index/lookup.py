@@ -11,7 +11,7 @@ from uuid import UUID
 import numpy as np
 import numpy.typing as npt
 
-from derived.store import BoolArray, IdArray, Snapshot, release
+from derived.segments import BoolArray, IdArray, Snapshot, release
 from fingerprints.alignments import SHORTLIST_HITS, SHORTLIST_SIZE, coarse, fullest
 from fingerprints.index import FingerprintIndexError, Hits, SongIds
 from fingerprints.index.postings import I64, PostingSegment, expand

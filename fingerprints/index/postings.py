@@ -25,16 +25,8 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-from derived.store import (
-    MAX_SEGMENT_BYTES,
-    BoolArray,
-    CorruptIndex,
-    IdArray,
-    check_shapes,
-    ids_array,
-    open_arrays,
-    release,
-)
+from derived.segments import BoolArray, CorruptIndex, IdArray, check_shapes, ids_array, open_arrays, release
+from derived.store import MAX_SEGMENT_BYTES
 from fingerprints.index import FingerprintIndexError, check_landmarks
 from fingerprints.landmarks import ALGORITHM
 from fingerprints.models import SongFingerprints
@@ -225,7 +217,7 @@ def segment_of(arrays: dict[str, npt.NDArray[Any]], nbytes: int = 0) -> PostingS
 
 
 class PostingCodec:
-    """Fingerprints of the current algorithm (see `derived.store.Codec`)."""
+    """Fingerprints of the current algorithm (see `derived.segments.Codec`)."""
 
     def _rows(self) -> Any:
         return SongFingerprints.objects.filter(algorithm=ALGORITHM)

@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from derived.store import MANIFEST, forget_held, open_arrays, release, song_id_at
+from derived.segments import song_id_at
+from derived.store import MANIFEST, forget_held
 from embeddings.index.local import LocalVectorIndex
 from fingerprints.index.local import LocalFingerprintIndex
 from fingerprints.landmarks import landmarks
 from tests.conftest import database_env, on_postgres
+from tests.derived.memory import mapped_kb
 from tests.fingerprints.music import excerpt, song
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,34 +273,6 @@ def test_a_change_committed_after_a_later_one_was_applied_still_reaches_the_inde
     assert {hit.song_id for hit in index.search(_unit(0, 1, 0, 0), limit=3)} == {first, early, late}
 
 
-def _mapped_kb(path: Path) -> int:
-    """This process's resident kB of the mappings of `path` (smaps)."""
-    total, inside = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        fields = line.split()
-        if "-" in fields[0] and not fields[0].endswith(":"):
-            inside = fields[-1] == str(path)
-        elif inside and fields[0] == "Rss:":
-            total += int(fields[1])
-    return total
-
-
-@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
-def test_released_pages_leave_the_process_and_the_array_still_reads(tmp_path: Path) -> None:
-    values = np.arange(8 << 20, dtype=np.uint32)  # 32 MB
-    np.save(tmp_path / "positions.npy", values)
-    arrays, _ = open_arrays(tmp_path, ["positions"], "test")
-    mapped = arrays["positions"]
-    assert int(mapped[::1024].sum(dtype=np.int64)) == int(values[::1024].sum(dtype=np.int64))
-    before = _mapped_kb(tmp_path / "positions.npy")
-
-    release(mapped)
-
-    assert before > 16_000  # every page was read once
-    assert _mapped_kb(tmp_path / "positions.npy") < 1_000
-    assert int(mapped[12345]) == 12345 and int(mapped[-1]) == values[-1]
-
-
 @pytest.mark.django_db
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
 def test_a_fingerprint_lookup_keeps_no_postings_pages_mapped(settings: Any, tmp_path: Path) -> None:
@@ -311,4 +285,4 @@ def test_a_fingerprint_lookup_keeps_no_postings_pages_mapped(settings: Any, tmp_
     assert len(index.lookup(query.hashes)) > 0
 
     files = list(Path(settings.DERIVED_INDEX_DIR).rglob("positions.npy"))
-    assert files and all(_mapped_kb(path) == 0 for path in files)
+    assert files and all(mapped_kb(path) == 0 for path in files)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from derived.store import Snapshot
+from derived.segments import Snapshot
 from fingerprints.index.local import MemoryFingerprintIndex
 from fingerprints.index.postings import PostingSegment
 from fingerprints.landmarks import Landmarks

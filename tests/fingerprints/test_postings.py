@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from derived.store import Part, Snapshot, plan_merge
+from derived.segments import Part, Snapshot
+from derived.store import plan_merge
 from fingerprints.index import FingerprintIndexError, get_fingerprint_index, postings, stop_limit
 from fingerprints.index.local import LocalFingerprintIndex, MemoryFingerprintIndex, pack, unpack
 from fingerprints.index.lookup import lookup
