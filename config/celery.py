@@ -108,11 +108,15 @@ def worker_processes(pool: object, concurrency: object) -> int:
 
 @worker_process_init.connect
 def _warm_up_model(**_: Any) -> None:
-    # Each process gets its share of the cores (torch would take them all in every process), then loads the model.
+    # Each process gets its share of the cores (torch and BLAS would take them all in every process), then loads
+    # the model.
     from django.conf import settings
 
+    from config.threads import limit_blas
     from embeddings.cpu import set_threads, threads_per_process
     from embeddings.registry import warm_up
 
-    set_threads(threads_per_process(_worker_processes, configured=settings.EMBEDDING_THREADS))
+    threads = threads_per_process(_worker_processes, configured=settings.EMBEDDING_THREADS)
+    set_threads(threads)
+    limit_blas(threads)
     warm_up()

@@ -269,6 +269,9 @@ EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 0, minimum=0)
 EMBEDDING_RUNTIME = env_choice("EMBEDDING_RUNTIME", "auto", ["auto", "torch", "openvino"])
 # Compute threads per worker process; 0: the usable cores divided by the worker's processes (--concurrency).
 EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
+# BLAS threads per web process (numpy, scipy). A web process serves one request at a time, and idle BLAS threads
+# spin-wait after each call, taking cores from the host's other workers; worker processes get EMBEDDING_THREADS' share.
+WEB_BLAS_THREADS = env_int("WEB_BLAS_THREADS", 1, minimum=1)
 MAX_AUDIO_SECONDS = env_float("MAX_AUDIO_SECONDS", 900.0, minimum=1.0)
 MIN_AUDIO_SECONDS = env_float("MIN_AUDIO_SECONDS", 0.25, minimum=0.0)
 SIMILAR_CLIP_MAX_MB = env_int("SIMILAR_CLIP_MAX_MB", 20, minimum=1)

@@ -1,6 +1,11 @@
 import os
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
+from config.threads import limit_blas
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Before the app loads its libraries: with gunicorn's preload, the forked workers inherit the limit.
+limit_blas(settings.WEB_BLAS_THREADS)
 application = get_wsgi_application()
