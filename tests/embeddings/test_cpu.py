@@ -127,11 +127,13 @@ def test_each_worker_process_gets_its_share_of_the_cores_before_the_model_loads(
 ) -> None:
     from types import SimpleNamespace
 
-    from config import celery
+    from config import celery, threads
     from embeddings import registry
 
     seen: list[int] = []
+    blas: list[int] = []
     monkeypatch.setattr(registry, "warm_up", lambda: seen.append(torch.get_num_threads()))
+    monkeypatch.setattr(threads, "limit_blas", blas.append)
     monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
     monkeypatch.setattr(celery, "_worker_processes", 1)
     before = torch.get_num_threads()
@@ -144,3 +146,4 @@ def test_each_worker_process_gets_its_share_of_the_cores_before_the_model_loads(
         cpu.set_threads(before)
 
     assert seen == [1, 3]
+    assert blas == [1, 3]
