@@ -2,7 +2,7 @@
 
 Usage: python bench/scale.py --songs N [--web-workers 4] [--model features] [--requests 150] [--clip-requests 100]
                              [--real-songs 24] [--corpus /work/corpus] [--scratch-root /tmp] [--keep]
-                             [--reuse DIR]
+                             [--reuse DIR] [--ingest-trials 3]
 
 In a throwaway folder (production settings, SQLite, local storage, local vector and fingerprint indexes) it builds
 the catalog: N synthetic ready songs (and 1% failed ones) written in bulk: titles, artists, albums and sound tags,
@@ -13,7 +13,8 @@ songs through `import_audio` (the product's ingest). Then it starts redis-server
 SIGSTOP so it takes each connection), and prints one table: p50/p95 per endpoint (one request at a time, a new
 connection each), each worker's RSS and PSS, what a fifth worker adds, the disk of each folder under VAR_DIR,
 the time a restarted worker takes to answer its first searches, the ingest of one more real song at N and in an
-empty catalog, and `check_consistency`. Clips are 10 s MP3s cut from the real songs. This prints figures; it is
+empty catalog (`--ingest-trials` times, the song deleted again through the product between trials), and
+`check_consistency`. Clips are 10 s MP3s cut from the real songs. This prints figures; it is
 not a test. `--keep` leaves the folder in place; `--reuse DIR` serves and measures a kept one again without
 building it (a catalog of 100k songs takes most of an hour to build).
 """
@@ -28,6 +29,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -198,6 +200,9 @@ def main() -> None:
         "--profile-songs", type=int, default=40, help="corpus songs (the last ones) whose hash frequencies are measured"
     )
     parser.add_argument("--build-processes", type=int, default=2)
+    parser.add_argument(
+        "--ingest-trials", type=int, default=3, help="times one more song is ingested at N and in an empty catalog"
+    )
     parser.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
     parser.add_argument("--scratch-root", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--keep", action="store_true", help="keep the throwaway folder")
@@ -251,7 +256,7 @@ def main() -> None:
         worker = start_worker(scratch / "worker.log", env)
         wait_listening(port, 120)
         out += measure(args, port, web.pid, plan, owners)
-        out += ingest_and_check(env, scratch, not_in_catalog(extras), args.model)
+        out += ingest_and_check(env, scratch, not_in_catalog(extras), args.model, args.ingest_trials)
     except Failed as exc:
         out.append(f"FAILED: {exc}")
     finally:
@@ -346,7 +351,7 @@ def not_in_catalog(tracks: list[Path]) -> Path | None:
     return None
 
 
-def ingest_and_check(env: dict[str, str], scratch: Path, extra: Path | None, model: str) -> list[str]:
+def ingest_and_check(env: dict[str, str], scratch: Path, extra: Path | None, model: str, trials: int) -> list[str]:
     var = Path(env["VAR_DIR"])
     database = Path(env["SQLITE_PATH"])
     lines = ["", "disk:"]
@@ -354,24 +359,33 @@ def ingest_and_check(env: dict[str, str], scratch: Path, extra: Path | None, mod
     size = sum(p.stat().st_size for p in database.parent.glob(database.name + "*"))
     lines.append(f"  database ({database.name} with its -wal/-shm): {size / 1e6:,.1f} MB")
 
-    def ingest(target: dict[str, str]) -> str:
+    def ingest(target: dict[str, str]) -> tuple[float, str]:
         seconds, done = manage(target, "import_audio", str(extra))
         if done.returncode != 0:
-            return f"failed ({done.stderr.strip()[-200:]})"
-        report = done.stdout.strip().splitlines()
-        return f"{seconds:.1f} s ({' / '.join(report[:3])})"
+            raise Failed(f"import_audio failed: {done.stderr.strip()[-200:]}")
+        return seconds, " / ".join(done.stdout.strip().splitlines()[:3])
 
     if extra is None:
         lines.append("\nno ingest of one more real song: every corpus track is in the catalog already")
     else:
-        at_n = ingest(env)
+        from catalog.models import Song
+        from catalog.services import delete_song, file_sha256
+
         empty = production_env(scratch / "empty", EMBEDDING_MODEL=model, VECTOR_BACKEND="local", LOG_LEVEL="ERROR")
-        shutil.rmtree(scratch / "empty", ignore_errors=True)
-        (scratch / "empty").mkdir()
-        manage(empty, "migrate", "-v", "0")
-        lines.append(f"\ningest of one more real song ({extra.name}), import_audio in a new process:")
-        lines.append(f"  at N: {at_n}")
-        lines.append(f"  empty catalog: {ingest(empty)}")
+        lines.append(f"\ningest of one more real song ({extra.name}), import_audio in a new process, {trials} times:")
+        ratios = []
+        for trial in range(trials):
+            if trial:  # the song goes again, through the product's delete, so the next trial ingests it at N too
+                for song in Song.objects.filter(sha256=file_sha256(extra)):
+                    delete_song(song)
+            at_n, report = ingest(env)
+            shutil.rmtree(scratch / "empty", ignore_errors=True)
+            (scratch / "empty").mkdir()
+            manage(empty, "migrate", "-v", "0")
+            alone, _ = ingest(empty)
+            ratios.append(at_n / alone)
+            lines.append(f"  at N {at_n:.1f} s, empty catalog {alone:.1f} s: {at_n / alone:.2f}x ({report})")
+        lines.append(f"  median {statistics.median(ratios):.2f}x")
     seconds, done = manage(env, "check_consistency")
     lines.append(f"check_consistency: {seconds:.1f} s: {(done.stdout or done.stderr).strip().splitlines()[-1:]}")
     return lines
